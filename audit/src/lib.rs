@@ -1,0 +1,1 @@
+//! `audit`: skeleton; its issue fills it in.

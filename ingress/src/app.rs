@@ -1,0 +1,181 @@
+//! Building and running the ingress application: `main` and the tests share this.
+
+use crate::config::Settings;
+use crate::keys::KeyRing;
+use crate::publisher::Publisher;
+use crate::rate_limit::RateLimiter;
+use crate::server;
+use ledgerline_contracts::topics;
+use ledgerline_runtime::admin::AdminState;
+use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::status::StatusStore;
+use ledgerline_runtime::telemetry;
+use rdkafka::producer::Producer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// Readiness check names.
+const KAFKA: &str = "kafka";
+
+/// Why ingress could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The listen address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The Kafka producer could not be created or topics could not be ensured.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Everything a request handler reads.
+#[derive(Debug)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Settings,
+    /// Signing keys.
+    pub keys: KeyRing,
+    /// Per-merchant limits.
+    pub limiter: RateLimiter,
+    /// Kafka publishing.
+    pub publisher: Publisher,
+    /// The status read model, once Redis has been reached (ingress starts without it).
+    pub status: Arc<OnceCell<StatusStore>>,
+    /// Metrics and readiness.
+    pub admin: AdminState,
+}
+
+/// A built, bound ingress.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Binds the listener, creates the producer and topics, and starts connecting to Redis.
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: settings.listen_addr,
+                source,
+            })?;
+        if settings.kafka.create_topics {
+            settings
+                .kafka
+                .ensure_topics(&settings.kafka.pipeline_topics())
+                .await?;
+        }
+        let producer = if settings.publish.enabled {
+            Some(settings.kafka.producer("ledgerline-ingress")?)
+        } else {
+            tracing::warn!("publishing is switched off: 202s are NOT durable (benchmark mode)");
+            None
+        };
+        let publisher = Publisher::new(
+            producer,
+            settings.kafka.topic(topics::REQUESTS),
+            settings.publish.in_flight_max,
+            Duration::from_millis(settings.publish.produce_timeout_ms),
+        );
+        let overrides = settings
+            .merchants
+            .iter()
+            .filter_map(|m| m.rate_limit.map(|r| (m.id.clone(), r)))
+            .collect();
+        let readiness = Readiness::new(&[KAFKA]);
+        let state = Arc::new(AppState {
+            keys: KeyRing::from_settings(&settings.merchants),
+            limiter: RateLimiter::new(settings.rate_limit, overrides),
+            publisher,
+            status: Arc::new(OnceCell::new()),
+            admin: AdminState {
+                prometheus: telemetry::prometheus(),
+                readiness,
+            },
+            settings,
+        });
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (tests bind port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.settings.listen_addr)
+    }
+
+    /// Serves until `shutdown`, then drains in-flight requests and flushes the producer.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        let background = shutdown.child_token();
+        tokio::spawn(connect_status_store(self.state.clone(), background.clone()));
+        tokio::spawn(probe_kafka(self.state.clone(), background.clone()));
+        tracing::info!(addr = %self.local_addr(), "ingress listening");
+        server::serve(self.listener, self.state.clone(), shutdown).await;
+        background.cancel();
+        self.state.publisher.flush(Duration::from_millis(
+            self.state.settings.publish.produce_timeout_ms,
+        ));
+        tracing::info!("ingress stopped");
+    }
+}
+
+/// Connects to Redis, retrying with capped backoff until it answers or shutdown.
+async fn connect_status_store(state: Arc<AppState>, stop: CancellationToken) {
+    let mut backoff = ledgerline_runtime::backoff::Backoff::new(Default::default());
+    loop {
+        match state.settings.redis.connect().await {
+            Ok(conn) => {
+                let store = StatusStore::new(
+                    conn,
+                    &state.settings.redis.key_prefix,
+                    &state.settings.status,
+                );
+                let _ = state.status.set(store);
+                return;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, attempt = backoff.attempts(), "redis unreachable; status reads degraded");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the `kafka` readiness flag true while the broker answers metadata requests.
+async fn probe_kafka(state: Arc<AppState>, stop: CancellationToken) {
+    let Some(producer) = state.publisher.producer().cloned() else {
+        state.admin.readiness.set(KAFKA, true);
+        return;
+    };
+    let topic = state.settings.kafka.topic(topics::REQUESTS);
+    loop {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        state.admin.readiness.set(KAFKA, ok);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
+        }
+    }
+}

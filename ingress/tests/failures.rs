@@ -1,0 +1,103 @@
+//! Ingress when Kafka cannot take a request, and during shutdown: never a 202 that is not
+//! durable, never an unbounded wait, no accepted request lost.
+
+mod support;
+
+use ledgerline_contracts::topics;
+use ledgerline_testkit::kafka::read_topic;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use support::*;
+
+#[tokio::test]
+async fn an_unreachable_broker_gets_a_prompt_503_with_retry_after_and_never_a_202() {
+    let env = ledgerline_testkit::TestEnv::new().await.unwrap();
+    let mut s = settings(&env);
+    // Nothing listens on port 1: every produce fails or times out.
+    s.kafka.brokers = "127.0.0.1:1".into();
+    s.kafka.message_timeout_ms = 1_000;
+    s.publish.produce_timeout_ms = 1_500;
+    let app = TestApp::start_with(env, s).await;
+
+    let response = app
+        .post(&unique_key(), &body("acc-1", "1.00"))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 503, "service-unavailable").await;
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_saturated_publisher_answers_503_instead_of_queueing_without_bound() {
+    let env = ledgerline_testkit::TestEnv::new().await.unwrap();
+    let mut s = settings(&env);
+    s.kafka.brokers = "127.0.0.1:1".into();
+    s.kafka.message_timeout_ms = 3_000;
+    s.publish.produce_timeout_ms = 3_000;
+    s.publish.in_flight_max = 2;
+    let app = TestApp::start_with(env, s).await;
+
+    let requests = (0..6).map(|i| {
+        app.post(&unique_key(), &body(&format!("acc-{i}"), "1.00"))
+            .send()
+    });
+    let responses = futures::future::join_all(requests).await;
+
+    let statuses: Vec<u16> = responses
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_loses_no_accepted_request() {
+    let app = TestApp::start().await;
+    let client = app.http.clone();
+    let url = app.url("/v1/transactions");
+    let _ = url;
+
+    // Fire requests continuously while shutdown starts in the middle.
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let req = app.post(&unique_key(), &body(&format!("acc-{}", i % 17), "1.00"));
+        handles.push(tokio::spawn(async move { req.send().await }));
+        if i == 100 {
+            app.shutdown.cancel();
+        }
+    }
+    let mut accepted = BTreeSet::new();
+    for h in handles {
+        if let Ok(Ok(r)) = h.await {
+            if r.status().as_u16() == 202 {
+                let json: serde_json::Value = r.json().await.unwrap();
+                accepted.insert(json["transaction_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    drop(client);
+    let env = app.env.clone();
+    app.handle.await.unwrap();
+
+    assert!(!accepted.is_empty());
+    let records = read_topic(
+        &env.kafka,
+        &env.topic(topics::REQUESTS),
+        accepted.len(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let on_topic: BTreeSet<String> = records
+        .iter()
+        .map(|r| r.json()["transaction_id"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<_> = accepted.difference(&on_topic).collect();
+    assert!(lost.is_empty(), "accepted but not on the topic: {lost:?}");
+}

@@ -1,0 +1,1 @@
+//! `ledger-writer`: skeleton; its issue fills it in.

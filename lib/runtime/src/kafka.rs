@@ -1,0 +1,339 @@
+//! Kafka clients with every option set explicitly, idempotent topic creation, and the
+//! dead-letter helper shared by all consumers.
+
+use crate::settings::ensure;
+use ledgerline_contracts::topics::{self, headers};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Broker connection and client tuning. Every value is passed to librdkafka explicitly so the
+/// behaviour does not change with the library's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Prepended to every topic name (`<prefix>txn.requests`); tests isolate themselves with it.
+    pub topic_prefix: String,
+    /// Partitions of every pipeline topic; all topics share it so an account maps to the same
+    /// partition number everywhere (design §1).
+    pub partitions: i32,
+    /// Replication factor when creating topics (1 locally, 3 in production).
+    pub replication_factor: i32,
+    /// Create missing topics at start-up.
+    pub create_topics: bool,
+    /// Producer: how long a message may wait in librdkafka's queue plus retries before its
+    /// delivery fails (`message.timeout.ms`).
+    pub message_timeout_ms: u64,
+    /// Producer: wait this long to fill a batch (`linger.ms`).
+    pub linger_ms: u64,
+    /// Producer: most messages held in librdkafka's queue (`queue.buffering.max.messages`).
+    pub producer_queue_messages_max: u32,
+    /// Producer: most kilobytes held in librdkafka's queue (`queue.buffering.max.kbytes`).
+    pub producer_queue_kbytes_max: u32,
+    /// Producer: most messages per broker request (`batch.num.messages`).
+    pub producer_batch_messages_max: u32,
+    /// Producer compression codec (`compression.type`): none, lz4, zstd, …
+    pub compression: String,
+    /// Per-request timeout against the broker (`request.timeout.ms`).
+    pub request_timeout_ms: u64,
+    /// Consumer group session timeout: a silent member's partitions move after this long.
+    pub session_timeout_ms: u64,
+    /// Consumer heartbeat interval.
+    pub heartbeat_interval_ms: u64,
+    /// Consumer: most time between polls before the member is considered stuck.
+    pub max_poll_interval_ms: u64,
+    /// Consumer: most kilobytes prefetched per partition queue (`queued.max.messages.kbytes`).
+    pub consumer_queue_kbytes_max: u32,
+    /// Admin operations (topic creation, metadata) timeout.
+    pub admin_timeout_ms: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            partitions: 12,
+            replication_factor: 1,
+            create_topics: true,
+            message_timeout_ms: 10_000,
+            linger_ms: 2,
+            producer_queue_messages_max: 100_000,
+            producer_queue_kbytes_max: 262_144,
+            producer_batch_messages_max: 10_000,
+            compression: "lz4".into(),
+            request_timeout_ms: 5_000,
+            session_timeout_ms: 10_000,
+            heartbeat_interval_ms: 2_000,
+            max_poll_interval_ms: 300_000,
+            consumer_queue_kbytes_max: 65_536,
+            admin_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Checks ranges and the cross-field rules librdkafka would otherwise reject at runtime.
+    pub fn validate(&self) -> Result<(), String> {
+        ensure(
+            !self.brokers.trim().is_empty(),
+            "kafka.brokers",
+            "must not be empty",
+        )?;
+        ensure(self.partitions >= 1, "kafka.partitions", "must be >= 1")?;
+        ensure(
+            self.replication_factor >= 1,
+            "kafka.replication_factor",
+            "must be >= 1",
+        )?;
+        ensure(
+            self.message_timeout_ms >= 1_000,
+            "kafka.message_timeout_ms",
+            "must be >= 1000",
+        )?;
+        ensure(
+            self.heartbeat_interval_ms < self.session_timeout_ms,
+            "kafka.heartbeat_interval_ms",
+            "must be below kafka.session_timeout_ms",
+        )?;
+        ensure(
+            self.producer_queue_messages_max >= 1,
+            "kafka.producer_queue_messages_max",
+            "must be >= 1",
+        )
+    }
+
+    /// The full name of a pipeline topic, with this deployment's prefix.
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{}", self.topic_prefix, base)
+    }
+
+    /// The full name of a topic's dead-letter topic.
+    pub fn dlq(&self, base: &str) -> String {
+        topics::dlq_of(&self.topic(base))
+    }
+
+    fn base_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set(
+                "socket.timeout.ms",
+                self.request_timeout_ms.max(10_000).to_string(),
+            )
+            .set("log_level", "4");
+        config
+    }
+
+    /// An idempotent producer (`acks=all`, `enable.idempotence=true`): a delivery report means
+    /// the message is durably in the log and retries never duplicate or reorder it.
+    pub fn producer(&self, client_id: &str) -> Result<FutureProducer, KafkaError> {
+        self.base_config(client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            .set("request.timeout.ms", self.request_timeout_ms.to_string())
+            .set("linger.ms", self.linger_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                self.producer_queue_messages_max.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                self.producer_queue_kbytes_max.to_string(),
+            )
+            .set(
+                "batch.num.messages",
+                self.producer_batch_messages_max.to_string(),
+            )
+            .set("compression.type", &self.compression)
+            // Keyed messages go to murmur2(key) % partitions, as the Java client does, so
+            // services in other languages agree on an account's partition.
+            .set("partitioner", "murmur2_random")
+            .create()
+    }
+
+    /// A group consumer with manual commits: offsets are committed by the service only after
+    /// its store acknowledged the batch.
+    pub fn consumer(&self, client_id: &str, group_id: &str) -> Result<StreamConsumer, KafkaError> {
+        self.base_config(client_id)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                self.heartbeat_interval_ms.to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            )
+            .set(
+                "queued.max.messages.kbytes",
+                self.consumer_queue_kbytes_max.to_string(),
+            )
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_uncommitted")
+            .create()
+    }
+
+    /// A consumer outside any group, for replays by `assign`/`seek` and for tests.
+    pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, KafkaError> {
+        self.base_config(client_id)
+            .set("group.id", format!("{client_id}-reader"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create()
+    }
+
+    /// Creates the given topics (full names) if they are missing. Existing topics are fine.
+    pub async fn ensure_topics(&self, names: &[String]) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.base_config("ledgerline-admin").create()?;
+        let new_topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|n| {
+                NewTopic::new(
+                    n,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_millis(self.admin_timeout_ms)))
+            .request_timeout(Some(Duration::from_millis(self.admin_timeout_ms)));
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    tracing::error!(%topic, ?code, "topic creation failed");
+                    return Err(KafkaError::AdminOp(code));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every pipeline topic and its dead-letter topic, with the prefix applied.
+    pub fn pipeline_topics(&self) -> Vec<String> {
+        topics::ALL
+            .iter()
+            .flat_map(|t| [self.topic(t), self.dlq(t)])
+            .collect()
+    }
+}
+
+/// The standard headers every pipeline message carries (design §2).
+pub fn event_headers(event_type: &str, correlation_id: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: headers::EVENT_TYPE,
+            value: Some(event_type),
+        })
+        .insert(Header {
+            key: headers::SCHEMA_VERSION,
+            value: Some("1"),
+        })
+        .insert(Header {
+            key: headers::CORRELATION_ID,
+            value: Some(correlation_id),
+        })
+}
+
+/// A header's value as UTF-8, if present.
+pub fn header_str<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Sends an unprocessable message to `dlq_topic` with its original key, value and headers plus
+/// the design's `dlq-*` headers. Returns only once the broker has it, so the caller may then
+/// commit past the poison message.
+pub async fn dead_letter<M: Message>(
+    producer: &FutureProducer,
+    dlq_topic: &str,
+    message: &M,
+    reason: &str,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let mut out = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for h in original.iter() {
+            out = out.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let failed_at = crate::time::now_rfc3339();
+    out = out
+        .insert(Header {
+            key: headers::DLQ_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_TOPIC,
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: headers::DLQ_FAILED_AT,
+            value: Some(&failed_at),
+        });
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic)
+        .headers(out)
+        .partition(message.partition());
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    producer
+        .send(record, timeout)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}
+
+/// Whether a Kafka error is worth retrying (broker down, timeouts, queue full) rather than a
+/// permanent fault of the message or configuration.
+pub fn is_retryable(error: &KafkaError) -> bool {
+    !matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::InvalidRecord,
+        )
+    )
+}

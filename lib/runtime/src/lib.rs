@@ -1,0 +1,28 @@
+//! Ledgerline's shared I/O runtime.
+//!
+//! - [`settings`]: typed settings from defaults, a file and `LEDGERLINE_*` variables.
+//! - [`secret`]: a wrapper that keeps secrets out of logs.
+//! - [`telemetry`]: tracing and the Prometheus recorder.
+//! - [`admin`] / [`health`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`shutdown`]: SIGTERM/SIGINT → cancellation.
+//! - [`backoff`]: capped retry pacing.
+//! - [`consume`]: bounded batches, commit-after-store, consumer lag.
+//! - [`kafka`], [`postgres`], [`redis_client`], [`mongo`]: store clients with explicit limits
+//!   and one `is_retryable` per dependency.
+//! - [`status`]: the transaction status read model in Redis.
+//! - [`time`]: wall-clock helpers.
+
+pub mod admin;
+pub mod backoff;
+pub mod consume;
+pub mod health;
+pub mod kafka;
+pub mod mongo;
+pub mod postgres;
+pub mod redis_client;
+pub mod secret;
+pub mod settings;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+pub mod time;

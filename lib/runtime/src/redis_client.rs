@@ -1,0 +1,75 @@
+//! Redis connection with explicit timeouts and a key prefix for isolation.
+
+use crate::secret::Secret;
+use crate::settings::ensure;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Redis settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Connection URL; may hold a password, so it never prints.
+    pub url: Secret<String>,
+    /// Prepended to every key (`<prefix>idem:…`); tests and co-hosted deployments isolate with it.
+    pub key_prefix: String,
+    /// Most time to wait for a reply before the call fails.
+    pub response_timeout_ms: u64,
+    /// Most time to establish a connection.
+    pub connection_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("redis://127.0.0.1:6379/0".into()),
+            key_prefix: "ledgerline:".into(),
+            response_timeout_ms: 2_000,
+            connection_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// Checks the URL and timeouts.
+    pub fn validate(&self) -> Result<(), String> {
+        ensure(
+            redis::Client::open(self.url.expose().as_str()).is_ok(),
+            "redis.url",
+            "is not a valid Redis URL",
+        )?;
+        ensure(
+            self.response_timeout_ms >= 1,
+            "redis.response_timeout_ms",
+            "must be >= 1",
+        )
+    }
+
+    /// A multiplexed, self-reconnecting connection. The manager is created lazily against a
+    /// server that may be down; calls fail fast (bounded by the timeouts) until it returns.
+    pub async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let client = redis::Client::open(self.url.expose().as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Duration::from_millis(self.response_timeout_ms))
+            .set_connection_timeout(Duration::from_millis(self.connection_timeout_ms))
+            .set_number_of_retries(2);
+        ConnectionManager::new_with_config(client, config).await
+    }
+}
+
+/// Whether a Redis error is transient (connection refused or dropped, timeout, loading,
+/// failover) rather than a fault of the command.
+pub fn is_retryable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            redis::ErrorKind::BusyLoadingError
+                | redis::ErrorKind::TryAgain
+                | redis::ErrorKind::MasterDown
+                | redis::ErrorKind::ClusterDown
+        )
+}

@@ -1,0 +1,478 @@
+//! The transaction status read model in Redis (design §5): what `GET /v1/transactions/{id}`
+//! reports while a transaction is recent.
+//!
+//! One hash per transaction (`<prefix>txn:<transaction_id>`) plus a capped list of attempts.
+//! Every state field is written with `HSETNX`, so states only move forward, a re-emitted event
+//! never rewrites a timestamp, and writers in different services never need to coordinate.
+//! The hash expires after the retention; each write extends it.
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Lifecycle states (design §5), in the order they can be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Durably in `txn.requests`.
+    Received,
+    /// The processor accepted it.
+    Accepted,
+    /// The processor rejected it (a rule failed).
+    Rejected,
+    /// A retry of an earlier request with the same key and body: no new effect.
+    Duplicate,
+    /// Posted to the ledger.
+    Posted,
+    /// Declined by the ledger (e.g. insufficient funds).
+    Declined,
+    /// Dead-lettered after bounded retries.
+    Failed,
+}
+
+/// The transaction's own fields, as the merchant sent them (normalised).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionFields {
+    /// The request that owns the idempotency key.
+    pub request_id: String,
+    /// Account credited or debited.
+    pub account_id: String,
+    /// Decimal string at the currency's full scale.
+    pub amount: String,
+    /// ISO-4217 code.
+    pub currency: String,
+    /// `credit` or `debit`.
+    #[serde(rename = "type")]
+    pub txn_type: String,
+    /// Free text, if given.
+    pub description: Option<String>,
+    /// Merchant metadata.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Correlation id of the owning request.
+    pub correlation_id: String,
+}
+
+impl TransactionFields {
+    /// The fields of a requested transaction, normalised for display.
+    pub fn from_requested(event: &ledgerline_contracts::events::TransactionRequested) -> Self {
+        Self {
+            request_id: event.request_id.to_string(),
+            account_id: event.account_id.to_string(),
+            amount: ledgerline_contracts::money::format_minor(event.amount_minor, event.currency),
+            currency: event.currency.code().to_string(),
+            txn_type: event.txn_type.as_str().to_string(),
+            description: event.description.clone(),
+            metadata: event.metadata.clone(),
+            correlation_id: event.correlation_id.clone(),
+        }
+    }
+}
+
+/// One write to the read model.
+#[derive(Debug, Clone)]
+pub enum StatusUpdate {
+    /// Ingress: the request is durably in Kafka. Provisional fields; the processor's decision
+    /// overwrites them with the owning request's.
+    Received {
+        transaction_id: String,
+        merchant_id: String,
+        fields: TransactionFields,
+        at: String,
+    },
+    /// Processor: the owning request was accepted or rejected.
+    Decided {
+        transaction_id: String,
+        merchant_id: String,
+        fields: TransactionFields,
+        state: State,
+        reason_code: Option<String>,
+        at: String,
+    },
+    /// Processor: a decision about one attempt (every request, including duplicates and
+    /// conflicts, which never change the transaction's own state).
+    Attempt {
+        transaction_id: String,
+        attempt: Attempt,
+    },
+    /// Ledger: posted or declined.
+    Settled {
+        transaction_id: String,
+        state: State,
+        reason_code: Option<String>,
+        balance_after: Option<String>,
+        at: String,
+    },
+    /// Any stage: dead-lettered.
+    Failed {
+        transaction_id: String,
+        reason_code: String,
+        at: String,
+    },
+}
+
+/// One HTTP attempt at a transaction and what the processor made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The attempt's request id.
+    pub request_id: String,
+    /// `ACCEPTED`, `REJECTED` or `DUPLICATE`.
+    pub decision: State,
+    /// Why, where there is a reason.
+    pub reason_code: Option<String>,
+    /// When it was decided.
+    pub at: String,
+}
+
+/// A reached state with its timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// The state.
+    pub state: State,
+    /// When it was reached (RFC 3339).
+    pub at: String,
+    /// Machine-readable reason, where the state has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+}
+
+/// What a status read returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionStatus {
+    /// The transaction.
+    pub transaction_id: String,
+    /// Its merchant (reads are scoped to it).
+    pub merchant_id: String,
+    /// The furthest state reached.
+    pub state: State,
+    /// Reason of the current state, if any.
+    pub reason_code: Option<String>,
+    /// Every reached state, in lifecycle order.
+    pub history: Vec<StateEntry>,
+    /// Balance after posting (decimal string), once posted.
+    pub balance_after: Option<String>,
+    /// The transaction's fields.
+    pub fields: TransactionFields,
+    /// Every attempt and its decision, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Read-model settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// How long a transaction's status stays in Redis after its last change.
+    pub retention_hours: u64,
+    /// Most attempts kept per transaction (oldest dropped first).
+    pub attempts_max: u32,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            retention_hours: 72,
+            attempts_max: 32,
+        }
+    }
+}
+
+/// The Redis-backed read model.
+#[derive(Clone)]
+pub struct StatusStore {
+    conn: ConnectionManager,
+    prefix: String,
+    retention_secs: i64,
+    attempts_max: u32,
+}
+
+impl std::fmt::Debug for StatusStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+const F_MERCHANT: &str = "merchant_id";
+/// Adds an attempt unless it is known or the cap is reached; refreshes the expiry.
+const ATTEMPT_SCRIPT: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1";
+const F_FIELDS: &str = "fields";
+const F_OWNER_FIELDS: &str = "owner_fields";
+
+fn state_fields(state: State) -> (&'static str, &'static str) {
+    match state {
+        State::Received => ("received_at", "received_reason"),
+        State::Accepted | State::Rejected | State::Duplicate => ("decided_at", "decided_reason"),
+        State::Posted | State::Declined => ("settled_at", "settled_reason"),
+        State::Failed => ("failed_at", "failed_reason"),
+    }
+}
+
+impl StatusStore {
+    /// Wraps a connection.
+    pub fn new(conn: ConnectionManager, key_prefix: &str, settings: &StatusSettings) -> Self {
+        Self {
+            conn,
+            prefix: key_prefix.to_string(),
+            retention_secs: i64::try_from(settings.retention_hours.saturating_mul(3600))
+                .unwrap_or(i64::MAX),
+            attempts_max: settings.attempts_max.max(1),
+        }
+    }
+
+    fn key(&self, transaction_id: &str) -> String {
+        format!("{}txn:{}", self.prefix, transaction_id)
+    }
+
+    fn attempts_key(&self, transaction_id: &str) -> String {
+        format!("{}txn:{}:attempts", self.prefix, transaction_id)
+    }
+
+    /// Applies a batch of updates in one pipelined round trip.
+    pub async fn apply(&self, updates: &[StatusUpdate]) -> redis::RedisResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for update in updates {
+            self.add_to_pipe(&mut pipe, update);
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    fn add_to_pipe(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {
+        let json = |v: &TransactionFields| serde_json::to_string(v).unwrap_or_default();
+        let key = match update {
+            StatusUpdate::Received {
+                transaction_id,
+                merchant_id,
+                fields,
+                at,
+            } => {
+                let key = self.key(transaction_id);
+                pipe.hset_nx(&key, F_MERCHANT, merchant_id).ignore();
+                pipe.hset_nx(&key, F_FIELDS, json(fields)).ignore();
+                pipe.hset_nx(&key, "received_at", at).ignore();
+                key
+            }
+            StatusUpdate::Decided {
+                transaction_id,
+                merchant_id,
+                fields,
+                state,
+                reason_code,
+                at,
+            } => {
+                let key = self.key(transaction_id);
+                let (at_field, reason_field) = state_fields(*state);
+                pipe.hset_nx(&key, F_MERCHANT, merchant_id).ignore();
+                // The owner's fields replace ingress's provisional ones exactly once.
+                pipe.hset_nx(&key, F_OWNER_FIELDS, json(fields)).ignore();
+                pipe.hset_nx(&key, "decision", state_name(*state)).ignore();
+                pipe.hset_nx(&key, at_field, at).ignore();
+                if let Some(reason) = reason_code {
+                    pipe.hset_nx(&key, reason_field, reason).ignore();
+                }
+                key
+            }
+            StatusUpdate::Attempt {
+                transaction_id,
+                attempt,
+            } => {
+                // A hash keyed by request id: a redelivered batch rewrites nothing, and the
+                // script caps the number of attempts kept (first ones win).
+                let attempts = self.attempts_key(transaction_id);
+                let entry = serde_json::to_string(attempt).unwrap_or_default();
+                pipe.cmd("EVAL")
+                    .arg(ATTEMPT_SCRIPT)
+                    .arg(1)
+                    .arg(&attempts)
+                    .arg(&attempt.request_id)
+                    .arg(entry)
+                    .arg(self.attempts_max)
+                    .arg(self.retention_secs)
+                    .ignore();
+                self.key(transaction_id)
+            }
+            StatusUpdate::Settled {
+                transaction_id,
+                state,
+                reason_code,
+                balance_after,
+                at,
+            } => {
+                let key = self.key(transaction_id);
+                let (at_field, reason_field) = state_fields(*state);
+                pipe.hset_nx(&key, "settlement", state_name(*state))
+                    .ignore();
+                pipe.hset_nx(&key, at_field, at).ignore();
+                if let Some(reason) = reason_code {
+                    pipe.hset_nx(&key, reason_field, reason).ignore();
+                }
+                if let Some(balance) = balance_after {
+                    pipe.hset_nx(&key, "balance_after", balance).ignore();
+                }
+                key
+            }
+            StatusUpdate::Failed {
+                transaction_id,
+                reason_code,
+                at,
+            } => {
+                let key = self.key(transaction_id);
+                pipe.hset_nx(&key, "failed_at", at).ignore();
+                pipe.hset_nx(&key, "failed_reason", reason_code).ignore();
+                key
+            }
+        };
+        pipe.expire(&key, self.retention_secs).ignore();
+    }
+
+    /// Reads one transaction's status; `None` when unknown or expired.
+    pub async fn get(&self, transaction_id: &str) -> redis::RedisResult<Option<TransactionStatus>> {
+        let mut conn = self.conn.clone();
+        let (hash, attempts): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(self.key(transaction_id))
+            .hgetall(self.attempts_key(transaction_id))
+            .query_async(&mut conn)
+            .await?;
+        let attempts: Vec<String> = attempts.into_values().collect();
+        Ok(assemble(transaction_id, &hash, &attempts))
+    }
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Received => "RECEIVED",
+        State::Accepted => "ACCEPTED",
+        State::Rejected => "REJECTED",
+        State::Duplicate => "DUPLICATE",
+        State::Posted => "POSTED",
+        State::Declined => "DECLINED",
+        State::Failed => "FAILED",
+    }
+}
+
+fn parse_state(name: &str) -> Option<State> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// Builds the status from the stored hash: pure, so the lifecycle rules are unit-tested.
+fn assemble(
+    transaction_id: &str,
+    hash: &HashMap<String, String>,
+    attempts: &[String],
+) -> Option<TransactionStatus> {
+    let merchant_id = hash.get(F_MERCHANT)?.clone();
+    let fields_json = hash.get(F_OWNER_FIELDS).or_else(|| hash.get(F_FIELDS))?;
+    let fields: TransactionFields = serde_json::from_str(fields_json).ok()?;
+    let mut history = Vec::new();
+    let mut push = |state: State, at_field: &str, reason_field: &str| {
+        if let Some(at) = hash.get(at_field) {
+            history.push(StateEntry {
+                state,
+                at: at.clone(),
+                reason_code: hash.get(reason_field).cloned(),
+            });
+        }
+    };
+    push(State::Received, "received_at", "received_reason");
+    if let Some(decision) = hash.get("decision").and_then(|d| parse_state(d)) {
+        push(decision, "decided_at", "decided_reason");
+    }
+    if let Some(settlement) = hash.get("settlement").and_then(|d| parse_state(d)) {
+        push(settlement, "settled_at", "settled_reason");
+    }
+    push(State::Failed, "failed_at", "failed_reason");
+    // A later stage may be recorded before an earlier one's write lands (different services);
+    // the current state is the furthest reached, never the last written.
+    let current = history.iter().max_by_key(|e| e.state)?.clone();
+    Some(TransactionStatus {
+        transaction_id: transaction_id.to_string(),
+        merchant_id,
+        state: current.state,
+        reason_code: current.reason_code,
+        history,
+        balance_after: hash.get("balance_after").cloned(),
+        fields,
+        attempts: {
+            let mut list: Vec<Attempt> = attempts
+                .iter()
+                .filter_map(|a| serde_json::from_str(a).ok())
+                .collect();
+            list.sort_by(|a, b| (&a.at, &a.request_id).cmp(&(&b.at, &b.request_id)));
+            list
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> TransactionFields {
+        TransactionFields {
+            request_id: "r1".into(),
+            account_id: "acc-1".into(),
+            amount: "10.00".into(),
+            currency: "EUR".into(),
+            txn_type: "credit".into(),
+            description: None,
+            metadata: Default::default(),
+            correlation_id: "c1".into(),
+        }
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_current_state_is_the_furthest_reached_even_if_written_out_of_order() {
+        let f = serde_json::to_string(&fields()).unwrap();
+        let h = hash(&[
+            ("merchant_id", "m1"),
+            ("fields", &f),
+            ("settlement", "POSTED"),
+            ("settled_at", "2026-01-01T00:00:02Z"),
+        ]);
+        let status = assemble("t1", &h, &[]).unwrap();
+        assert_eq!(status.state, State::Posted);
+        assert_eq!(status.history.len(), 1);
+    }
+
+    #[test]
+    fn the_owners_fields_win_over_the_provisional_ones() {
+        let provisional = TransactionFields {
+            amount: "99.00".into(),
+            ..fields()
+        };
+        let h = hash(&[
+            ("merchant_id", "m1"),
+            ("fields", &serde_json::to_string(&provisional).unwrap()),
+            ("owner_fields", &serde_json::to_string(&fields()).unwrap()),
+            ("received_at", "2026-01-01T00:00:00Z"),
+            ("decision", "REJECTED"),
+            ("decided_at", "2026-01-01T00:00:01Z"),
+            ("decided_reason", "AMOUNT_OVER_LIMIT"),
+        ]);
+        let status = assemble("t1", &h, &[]).unwrap();
+        assert_eq!(status.fields.amount, "10.00");
+        assert_eq!(status.state, State::Rejected);
+        assert_eq!(status.reason_code.as_deref(), Some("AMOUNT_OVER_LIMIT"));
+        assert_eq!(status.history.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_transaction_has_no_status() {
+        assert!(assemble("t1", &HashMap::new(), &[]).is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! Isolated resources for one test.
+
+use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_runtime::mongo::MongoSettings;
+use ledgerline_runtime::postgres::{self, PostgresSettings};
+use ledgerline_runtime::redis_client::RedisSettings;
+use ledgerline_runtime::secret::Secret;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Partitions of test topics: fewer than production's 12 keeps group rebalances quick while
+/// still spreading accounts over several partitions.
+pub const TEST_PARTITIONS: i32 = 3;
+
+/// One test's resources. Names embed a random id, so tests run in parallel without sharing
+/// state; nothing is cleaned up on drop (the data stays for post-mortems and `scripts/reset`
+/// or a new machine clears it).
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// Short random id embedded in every name.
+    pub id: String,
+    /// Kafka settings with a unique topic prefix.
+    pub kafka: KafkaSettings,
+    /// Settings pointing at this test's database.
+    pub postgres: PostgresSettings,
+    /// A pool on this test's database.
+    pub pg: PgPool,
+    /// Redis settings with this test's key prefix.
+    pub redis: RedisSettings,
+    /// Settings pointing at this test's MongoDB database.
+    pub mongo: MongoSettings,
+}
+
+impl TestEnv {
+    /// Creates the database (with migrations) and the pipeline topics.
+    pub async fn new() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let admin_url = var(
+            "LEDGERLINE_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
+        let db = format!("ll_test_{id}");
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        admin
+            .execute(format!(r#"CREATE DATABASE "{db}""#).as_str())
+            .await?;
+        admin.close().await?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let postgres = PostgresSettings {
+            url: Secret::new(format!("{base}/{db}")),
+            pool_size_max: 4,
+            ..PostgresSettings::default()
+        };
+        let pg = postgres.pool()?;
+        postgres::migrate(&pg).await?;
+
+        let kafka = KafkaSettings {
+            brokers: var("LEDGERLINE_TEST_KAFKA_BROKERS", "127.0.0.1:9092"),
+            topic_prefix: format!("t{id}."),
+            partitions: TEST_PARTITIONS,
+            // Short session so a killed member's partitions move quickly in crash tests.
+            session_timeout_ms: 6_000,
+            heartbeat_interval_ms: 1_000,
+            ..KafkaSettings::default()
+        };
+        kafka.ensure_topics(&kafka.pipeline_topics()).await?;
+
+        let redis = RedisSettings {
+            url: Secret::new(var("LEDGERLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")),
+            key_prefix: format!("ll_test:{id}:"),
+            ..RedisSettings::default()
+        };
+        let mongo = MongoSettings {
+            uri: Secret::new(var(
+                "LEDGERLINE_TEST_MONGO_URI",
+                "mongodb://127.0.0.1:27017/?directConnection=true",
+            )),
+            database: format!("ll_test_{id}"),
+            ..MongoSettings::default()
+        };
+        Ok(Self {
+            id,
+            kafka,
+            postgres,
+            pg,
+            redis,
+            mongo,
+        })
+    }
+
+    /// A Redis connection on the test server.
+    pub async fn redis_conn(&self) -> anyhow::Result<redis::aio::ConnectionManager> {
+        Ok(self.redis.connect().await?)
+    }
+
+    /// The full name of a pipeline topic in this environment.
+    pub fn topic(&self, base: &str) -> String {
+        self.kafka.topic(base)
+    }
+}

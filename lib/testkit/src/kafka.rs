@@ -1,0 +1,108 @@
+//! Raw Kafka access for tests: write arbitrary bytes (poison included) and read topics back.
+
+use futures::StreamExt;
+use ledgerline_runtime::kafka::KafkaSettings;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+/// A message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub payload: Option<Vec<u8>>,
+    /// Headers as (name, UTF-8 value).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        self.payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Produces one message (durably) with the given headers.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(i32, i64)> {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| anyhow::anyhow!("produce to {topic} failed: {e}"))
+}
+
+/// Reads every message of `topic` from the beginning until `expected` have arrived or
+/// `timeout` passes; returns what it read (possibly fewer — the caller asserts).
+pub async fn read_topic(
+    settings: &KafkaSettings,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Record>> {
+    let consumer = settings.reader(&format!("test-reader-{}", uuid::Uuid::new_v4().simple()))?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..settings.partitions {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut stream = consumer.stream();
+    while out.len() < expected {
+        let next = tokio::time::timeout_at(deadline, stream.next()).await;
+        let Ok(Some(msg)) = next else { break };
+        let msg = msg?;
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        (h.key.to_string(), v.unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Record {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,17 @@
+//! Test support: every integration test gets isolated real resources.
+//!
+//! - [`TestEnv`]: a fresh PostgreSQL database with migrations applied, its own MongoDB
+//!   database, uniquely prefixed Kafka topics (created), and a Redis key prefix, all on the
+//!   local services that `scripts/up` starts.
+//! - [`wait`]: bounded polling for conditions (never a bare sleep).
+//! - [`kafka`]: producing raw messages and reading a topic back from the beginning.
+//!
+//! Addresses default to loopback and can be overridden with `LEDGERLINE_TEST_POSTGRES_URL`
+//! (an admin URL to the `postgres` database), `LEDGERLINE_TEST_REDIS_URL`,
+//! `LEDGERLINE_TEST_MONGO_URI` and `LEDGERLINE_TEST_KAFKA_BROKERS`.
+
+pub mod env;
+pub mod kafka;
+pub mod wait;
+
+pub use env::TestEnv;

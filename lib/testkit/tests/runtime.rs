@@ -1,0 +1,88 @@
+//! The shared runtime against the real services: every client connects, topics are created
+//! idempotently, a keyed message round-trips, migrations apply.
+
+use ledgerline_testkit::kafka::{produce, read_topic};
+use ledgerline_testkit::TestEnv;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_fresh_environment_has_a_migrated_database_and_created_topics() {
+    let env = TestEnv::new().await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&env.pg)
+        .await
+        .unwrap();
+    assert!(applied >= 1);
+    // Creating the same topics again is harmless.
+    env.kafka
+        .ensure_topics(&env.kafka.pipeline_topics())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_message_lands_on_one_partition_and_reads_back_with_its_headers() {
+    let env = TestEnv::new().await.unwrap();
+    let producer = env.kafka.producer("runtime-test").unwrap();
+    let topic = env.topic("txn.requests");
+    let mut partitions = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let (p, _) = produce(
+            &producer,
+            &topic,
+            "acc-1",
+            format!("m{i}").as_bytes(),
+            &[("event-type", "T")],
+        )
+        .await
+        .unwrap();
+        partitions.insert(p);
+    }
+    assert_eq!(partitions.len(), 1, "one key, one partition");
+    let records = read_topic(&env.kafka, &topic, 5, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let payloads: Vec<_> = records.iter().map(|r| r.payload.clone().unwrap()).collect();
+    assert_eq!(
+        payloads,
+        (0..5)
+            .map(|i| format!("m{i}").into_bytes())
+            .collect::<Vec<_>>(),
+        "order kept"
+    );
+    assert_eq!(records[0].header("event-type"), Some("T"));
+}
+
+#[tokio::test]
+async fn redis_and_mongodb_answer() {
+    let env = TestEnv::new().await.unwrap();
+    let mut redis = env.redis_conn().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut redis).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let db = env.mongo.database().await.unwrap();
+    let reply = db
+        .run_command(mongodb::bson::doc! {"ping": 1})
+        .await
+        .unwrap();
+    assert_eq!(
+        reply
+            .get_f64("ok")
+            .ok()
+            .or(reply.get_i32("ok").ok().map(f64::from)),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_dependency_is_reported_as_retryable() {
+    let pg = ledgerline_runtime::postgres::PostgresSettings {
+        url: ledgerline_runtime::secret::Secret::new("postgres://postgres@127.0.0.1:1/x".into()),
+        acquire_timeout_ms: 500,
+        ..Default::default()
+    };
+    let err = sqlx::query("SELECT 1")
+        .execute(&pg.pool().unwrap())
+        .await
+        .unwrap_err();
+    assert!(ledgerline_runtime::postgres::is_retryable(&err), "{err}");
+}

@@ -1,0 +1,1 @@
+//! `loadtest`: skeleton; its issue fills it in.

@@ -1,0 +1,412 @@
+//! The processor's run loop.
+//!
+//! ```text
+//! loop:
+//!   batch ← next_batch(count ≤ batch_size_max, bytes ≤ batch_bytes_max, age ≤ flush_interval_ms)
+//!   decode each; poison → <topic>.dlq (acknowledged) and skipped
+//!   propose a decision per request (rules), claim all keys in one Redis script call
+//!   verdict per request: first sight | redelivery (same decision again) | duplicate | conflict
+//!   produce every TransactionDecided (deterministic event_id) and wait for all acks
+//!   write the status read model for the batch in one pipeline
+//!   commit offsets
+//! ```
+//! Every dependency failure retries the failed step with capped backoff, forever, without
+//! skipping or dead-lettering anything; shutdown during an outage exits without committing, so
+//! the batch is redelivered and finished idempotently.
+
+use crate::config::Settings;
+use crate::idempotency::{decide, IdempotencyRecord, IdempotencyStore, Verdict};
+use crate::metrics::{self, BatchTally};
+use crate::rules::Rules;
+use futures::future::join_all;
+use ledgerline_contracts::events::{
+    self, Decision, Event, TransactionDecided, TransactionRequested, SCHEMA_VERSION,
+};
+use ledgerline_contracts::ids::EventId;
+use ledgerline_contracts::topics::{self, headers};
+use ledgerline_runtime::backoff::Backoff;
+use ledgerline_runtime::consume::{next_batch, Committer};
+use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::kafka::{event_headers, header_str};
+use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+/// Readiness check names.
+pub const REDIS: &str = "redis";
+/// Readiness check names.
+pub const KAFKA: &str = "kafka";
+
+/// The run loop was interrupted by shutdown in the middle of a batch (it will be redelivered).
+#[derive(Debug)]
+pub struct Interrupted;
+
+/// Everything the loop needs.
+pub struct Processor {
+    pub(crate) settings: Settings,
+    pub(crate) consumer: Arc<StreamConsumer>,
+    pub(crate) producer: FutureProducer,
+    pub(crate) idempotency: IdempotencyStore,
+    pub(crate) status: StatusStore,
+    pub(crate) rules: Rules,
+    pub(crate) readiness: Readiness,
+    pub(crate) outcomes_topic: String,
+    pub(crate) dlq_topic: String,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("outcomes_topic", &self.outcomes_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request with its verdict and the event that reports it.
+struct Decided<'a> {
+    event: TransactionDecided,
+    request: &'a TransactionRequested,
+    verdict: Verdict,
+}
+
+enum Item {
+    Valid(Box<TransactionRequested>),
+    Poison(&'static str),
+}
+
+impl Processor {
+    /// Processes batches until `shutdown`; commits the last finished batch synchronously.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut committer = Committer::default();
+        loop {
+            let batch = next_batch(&self.consumer, &self.settings.batch, &shutdown).await;
+            if batch.is_empty() {
+                break;
+            }
+            let started = Instant::now();
+            // A batch in hand is finished even after shutdown starts, unless a dependency is
+            // down: then `retry` gives up at shutdown and the batch is redelivered later.
+            if self.process(&batch, &shutdown).await.is_err() {
+                tracing::warn!(
+                    messages = batch.len(),
+                    "shutdown during an outage; batch left uncommitted"
+                );
+                break;
+            }
+            let mode = if shutdown.is_cancelled() {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            if let Err(error) = committer.commit(&self.consumer, &batch, mode) {
+                // The outcomes are durable; a lost commit only means an idempotent redelivery.
+                tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+            }
+            metrics::batch_size(batch.len());
+            metrics::batch_duration(started.elapsed());
+        }
+        self.consumer.unsubscribe();
+        tracing::info!("processor loop stopped");
+    }
+
+    async fn process(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let items: Vec<(&OwnedMessage, Item)> = batch.iter().map(|m| (m, decode(m))).collect();
+        for (message, item) in &items {
+            if let Item::Poison(reason) = item {
+                self.dead_letter(message, reason, shutdown).await?;
+            }
+        }
+        let requests: Vec<&TransactionRequested> = items
+            .iter()
+            .filter_map(|(_, item)| match item {
+                Item::Valid(r) => Some(r.as_ref()),
+                Item::Poison(_) => None,
+            })
+            .collect();
+        if requests.is_empty() {
+            return Ok(());
+        }
+
+        let now = ledgerline_runtime::time::now();
+        let decided_at = now.format(&Rfc3339).unwrap_or_default();
+        let proposals: Vec<(&TransactionRequested, IdempotencyRecord)> = requests
+            .iter()
+            .map(|r| {
+                let rejected = self.rules.check(r);
+                let record = IdempotencyRecord {
+                    request_id: r.request_id.to_string(),
+                    transaction_id: r.transaction_id.to_string(),
+                    fingerprint: r.request_fingerprint.clone(),
+                    decision: if rejected.is_some() {
+                        Decision::Rejected
+                    } else {
+                        Decision::Accepted
+                    },
+                    reason_code: rejected.map(str::to_string),
+                    decided_at: decided_at.clone(),
+                };
+                (*r, record)
+            })
+            .collect();
+
+        let found = self
+            .retry("redis", REDIS, shutdown, || async {
+                let started = Instant::now();
+                let result = self.idempotency.claim(&proposals).await;
+                metrics::redis_duration("claim", started.elapsed());
+                result
+            })
+            .await?;
+        if self.settings.faults.crash_after_claim {
+            tracing::error!("fault injection: aborting after claiming idempotency keys");
+            std::process::abort();
+        }
+
+        let mut tally = BatchTally::default();
+        let mut redeliveries = 0;
+        let decided: Vec<Decided<'_>> = proposals
+            .iter()
+            .zip(found.iter())
+            .map(|((request, proposed), found)| {
+                let verdict = decide(request, found.as_ref(), proposed);
+                tally.add(verdict.decision, verdict.reason_code.as_deref());
+                redeliveries += u64::from(verdict.redelivery);
+                Decided {
+                    event: decided_event(request, &verdict),
+                    request,
+                    verdict,
+                }
+            })
+            .collect();
+        metrics::redelivered(redeliveries);
+
+        self.produce_all(&decided, shutdown).await?;
+        let updates = status_updates(&decided);
+        self.retry("redis", REDIS, shutdown, || async {
+            let started = Instant::now();
+            let result = self.status.apply(&updates).await;
+            metrics::redis_duration("status", started.elapsed());
+            result
+        })
+        .await?;
+        tally.emit();
+        Ok(())
+    }
+
+    /// Produces every outcome and waits for all acknowledgements; retries the failed ones.
+    async fn produce_all(
+        &self,
+        decided: &[Decided<'_>],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let payloads: Vec<Vec<u8>> = decided.iter().map(|d| events::encode(&d.event)).collect();
+        let mut pending: Vec<usize> = (0..decided.len()).collect();
+        let mut backoff = Backoff::new(self.settings.backoff);
+        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
+        while !pending.is_empty() {
+            let sends = pending.iter().map(|&i| {
+                let event = &decided[i].event;
+                let record = FutureRecord::to(&self.outcomes_topic)
+                    .key(event.account_id.as_str())
+                    .payload(&payloads[i])
+                    .headers(event_headers(
+                        TransactionDecided::EVENT_TYPE,
+                        &event.correlation_id,
+                    ));
+                let send = self.producer.send(record, Timeout::After(timeout));
+                async move { (i, send.await.map_err(|(e, _)| e)) }
+            });
+            let results = join_all(sends).await;
+            let failed: Vec<usize> = results
+                .into_iter()
+                .filter_map(|(i, r)| {
+                    r.map_err(
+                        |error| tracing::warn!(%error, "outcome not acknowledged; will retry"),
+                    )
+                    .err()
+                    .map(|_| i)
+                })
+                .collect();
+            self.readiness.set(KAFKA, failed.is_empty());
+            if failed.is_empty() {
+                return Ok(());
+            }
+            // Retrying re-sends only what failed; anything that did land is deduplicated
+            // downstream by its deterministic event_id.
+            pending = failed;
+            metrics::retry("kafka");
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(Interrupted),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &'static str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering poison message"
+        );
+        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
+        self.retry("kafka", KAFKA, shutdown, || {
+            ledgerline_runtime::kafka::dead_letter(
+                &self.producer,
+                &self.dlq_topic,
+                message,
+                reason,
+                timeout,
+            )
+        })
+        .await?;
+        metrics::dead_lettered(reason);
+        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, pausing with capped backoff between failures; gives up
+    /// only at shutdown. Flips the dependency's readiness flag as it goes.
+    async fn retry<T, E, F, Fut>(
+        &self,
+        dependency: &'static str,
+        check: &'static str,
+        shutdown: &CancellationToken,
+        mut op: F,
+    ) -> Result<T, Interrupted>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut backoff = Backoff::new(self.settings.backoff);
+        loop {
+            match op().await {
+                Ok(value) => {
+                    self.readiness.set(check, true);
+                    return Ok(value);
+                }
+                Err(error) => {
+                    self.readiness.set(check, false);
+                    metrics::retry(dependency);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, dependency, attempt = backoff.attempts(), ?delay, "dependency failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(Interrupted),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decode(message: &OwnedMessage) -> Item {
+    let Some(payload) = message.payload() else {
+        return Item::Poison("EMPTY_PAYLOAD");
+    };
+    if let Some(kind) = header_str(message, headers::EVENT_TYPE) {
+        if kind != TransactionRequested::EVENT_TYPE {
+            return Item::Poison("UNEXPECTED_EVENT_TYPE");
+        }
+    }
+    match events::decode::<TransactionRequested>(payload) {
+        Ok(event) => Item::Valid(Box::new(event)),
+        Err(error) => Item::Poison(error.reason_code()),
+    }
+}
+
+fn decided_event(request: &TransactionRequested, verdict: &Verdict) -> TransactionDecided {
+    // Deterministic: a re-emission after a crash carries the same event_id, so every
+    // downstream store deduplicates it.
+    let received_ms =
+        u64::try_from(request.received_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let mut seed = b"decided:".to_vec();
+    seed.extend_from_slice(request.request_id.as_uuid().as_bytes());
+    TransactionDecided {
+        schema_version: SCHEMA_VERSION,
+        event_id: EventId::derive(received_ms, &seed),
+        request_id: request.request_id,
+        transaction_id: request.transaction_id,
+        merchant_id: request.merchant_id.clone(),
+        account_id: request.account_id.clone(),
+        idempotency_key: request.idempotency_key.clone(),
+        txn_type: request.txn_type,
+        amount_minor: request.amount_minor,
+        currency: request.currency,
+        decision: verdict.decision,
+        reason_code: verdict.reason_code.clone(),
+        original_request_id: verdict
+            .original_request_id
+            .as_deref()
+            .and_then(|r| r.parse().ok()),
+        request_fingerprint: request.request_fingerprint.clone(),
+        correlation_id: request.correlation_id.clone(),
+        received_at: request.received_at,
+        decided_at: time::OffsetDateTime::parse(&verdict.decided_at, &Rfc3339)
+            .unwrap_or(request.received_at),
+    }
+}
+
+fn state_of(decision: Decision) -> State {
+    match decision {
+        Decision::Accepted => State::Accepted,
+        Decision::Rejected => State::Rejected,
+        Decision::Duplicate => State::Duplicate,
+    }
+}
+
+fn status_updates(decided: &[Decided<'_>]) -> Vec<StatusUpdate> {
+    let mut updates = Vec::with_capacity(decided.len() * 2);
+    for Decided {
+        event,
+        request,
+        verdict,
+    } in decided
+    {
+        let transaction_id = event.transaction_id.to_string();
+        if verdict.owner {
+            updates.push(StatusUpdate::Decided {
+                transaction_id: transaction_id.clone(),
+                merchant_id: event.merchant_id.to_string(),
+                fields: TransactionFields::from_requested(request),
+                state: state_of(event.decision),
+                reason_code: event.reason_code.clone(),
+                at: verdict.decided_at.clone(),
+            });
+        }
+        updates.push(StatusUpdate::Attempt {
+            transaction_id,
+            attempt: Attempt {
+                request_id: event.request_id.to_string(),
+                decision: state_of(event.decision),
+                reason_code: event.reason_code.clone(),
+                at: verdict.decided_at.clone(),
+            },
+        });
+    }
+    updates
+}
+
+/// The DLQ topic name of this deployment's request topic.
+pub fn requests_dlq(settings: &Settings) -> String {
+    settings.kafka.dlq(topics::REQUESTS)
+}

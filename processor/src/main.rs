@@ -1,0 +1,13 @@
+use ledgerline_runtime::{settings, shutdown, telemetry};
+use processor::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let file = settings::cli::<Settings>("processor");
+    let settings: Settings = settings::load(file.as_deref())?;
+    telemetry::init_logging(&settings.log);
+    tracing::info!(?settings, "starting processor");
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown::on_signal()).await?;
+    Ok(())
+}

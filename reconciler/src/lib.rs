@@ -1,0 +1,1 @@
+//! `reconciler`: skeleton; its issue fills it in.

@@ -2,6 +2,7 @@
 
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::ledger::LedgerReader;
 use crate::publisher::Publisher;
 use crate::rate_limit::RateLimiter;
 use crate::server;
@@ -33,6 +34,9 @@ pub enum BuildError {
     /// The Kafka producer could not be created or topics could not be ensured.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The ledger database URL is unusable.
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
 }
 
 /// Everything a request handler reads.
@@ -48,6 +52,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// The status read model, once Redis has been reached (ingress starts without it).
     pub status: Arc<OnceCell<StatusStore>>,
+    /// Balances and the durable transaction status (PostgreSQL, connected lazily).
+    pub ledger: LedgerReader,
     /// Metrics and readiness.
     pub admin: AdminState,
 }
@@ -97,6 +103,7 @@ impl Application {
             limiter: RateLimiter::new(settings.rate_limit, overrides),
             publisher,
             status: Arc::new(OnceCell::new()),
+            ledger: LedgerReader::new(settings.postgres.pool()?),
             admin: AdminState {
                 prometheus: telemetry::prometheus(),
                 readiness,

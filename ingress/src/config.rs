@@ -1,6 +1,7 @@
 //! Ingress settings: defaults → optional file → `LEDGERLINE_*` environment, validated once.
 
 use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_runtime::postgres::PostgresSettings;
 use ledgerline_runtime::redis_client::RedisSettings;
 use ledgerline_runtime::secret::Secret;
 use ledgerline_runtime::settings::{ensure, Validate};
@@ -30,6 +31,9 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Status read model.
     pub status: StatusSettings,
+    /// The ledger (balances, and the status of transactions Redis no longer holds). Ingress
+    /// only reads it and never migrates.
+    pub postgres: PostgresSettings,
     /// Default per-merchant rate limit (a merchant may override it).
     pub rate_limit: RateLimitSettings,
     /// Merchants allowed to call the API, with their signing keys.
@@ -173,6 +177,10 @@ impl Default for Settings {
             kafka: KafkaSettings::default(),
             redis: RedisSettings::default(),
             status: StatusSettings::default(),
+            postgres: PostgresSettings {
+                migrate: false,
+                ..PostgresSettings::default()
+            },
             rate_limit: RateLimitSettings::default(),
             merchants: Vec::new(),
         }
@@ -183,6 +191,7 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), String> {
         self.kafka.validate()?;
         self.redis.validate()?;
+        self.postgres.validate()?;
         ensure(
             self.http.body_bytes_max >= 256,
             "http.body_bytes_max",

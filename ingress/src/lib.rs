@@ -6,6 +6,7 @@
 //! - [`routes`]: routing and the POST/GET handlers.
 //! - [`problem`]: RFC 9457 problem responses.
 //! - [`keys`]: merchants' signing keys.
+//! - [`ledger`]: balance and durable-status reads from the PostgreSQL ledger.
 //! - [`rate_limit`]: per-merchant token buckets.
 //! - [`publisher`]: bounded, acknowledged publishing to `txn.requests`.
 //! - [`metrics`]: metric names, in one place.
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod config;
 pub mod keys;
+pub mod ledger;
 pub mod metrics;
 pub mod problem;
 pub mod publisher;

@@ -48,3 +48,8 @@ pub fn status_store_failed(operation: &'static str) {
     counter!("ledgerline_ingress_status_store_failures_total", "operation" => operation)
         .increment(1);
 }
+
+/// A ledger (PostgreSQL) read that failed or timed out.
+pub fn ledger_read_failed() {
+    metrics::counter!("ledgerline_ingress_ledger_read_failures_total").increment(1);
+}

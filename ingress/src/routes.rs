@@ -13,17 +13,30 @@ use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use ledgerline_contracts::events::{self, Event, TransactionRequested, SCHEMA_VERSION};
-use ledgerline_contracts::ids::{EventId, IdempotencyKey, MerchantId, RequestId, TransactionId};
+use ledgerline_contracts::ids::{
+    AccountId, EventId, IdempotencyKey, MerchantId, RequestId, TransactionId,
+};
 use ledgerline_contracts::request::{parse_create_transaction, CreateTransaction};
-use ledgerline_contracts::signing::{header_names as h, verify_request, SignedRequest};
+use ledgerline_contracts::signing::{
+    header_names as h, verify_request, SignedRequest, SigningError,
+};
 use ledgerline_runtime::admin::admin_response;
 use ledgerline_runtime::kafka::event_headers;
-use ledgerline_runtime::status::{StatusUpdate, TransactionFields};
+use ledgerline_runtime::status::{StatusUpdate, TransactionFields, TransactionStatus};
 use std::sync::Arc;
 use std::time::Instant;
 
 const TRANSACTIONS: &str = "/v1/transactions";
 const TRANSACTION_PREFIX: &str = "/v1/transactions/";
+const ACCOUNT_PREFIX: &str = "/v1/accounts/";
+const BALANCE_SUFFIX: &str = "/balance";
+
+/// `/v1/accounts/{account_id}/balance` → the raw account id.
+fn balance_path(path: &str) -> Option<&str> {
+    path.strip_prefix(ACCOUNT_PREFIX)?
+        .strip_suffix(BALANCE_SUFFIX)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
 
 /// Entry point for every request on the public port.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -42,6 +55,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Fu
         (&Method::GET, p) if p.starts_with(TRANSACTION_PREFIX) => (
             "get_transaction",
             get_transaction(&state, req, &p[TRANSACTION_PREFIX.len()..]).await,
+        ),
+        (&Method::GET, p) if balance_path(p).is_some() => (
+            "get_balance",
+            get_balance(&state, req, balance_path(p).unwrap_or_default()).await,
         ),
         (_, TRANSACTIONS) => ("other", Err(Problem::MethodNotAllowed)),
         (_, p) if p.starts_with(TRANSACTION_PREFIX) => ("other", Err(Problem::MethodNotAllowed)),
@@ -77,6 +94,24 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// An authentication header that must appear at most once and be visible ASCII.
+///
+/// A repeated header is refused rather than resolved: proxies and clients disagree on which
+/// copy wins, and a signature must never depend on that choice.
+fn auth_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Problem> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(SigningError::MalformedHeader(name).into());
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| SigningError::MalformedHeader(name).into())
+}
+
 /// Reads the body under the size limit; the declared length is checked before reading.
 async fn read_body(
     state: &AppState,
@@ -110,9 +145,9 @@ fn verify(
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path_and_query,
-        merchant_id: header(&parts.headers, h::X_MERCHANT_ID),
-        timestamp: header(&parts.headers, h::X_TIMESTAMP),
-        signature: header(&parts.headers, h::X_SIGNATURE),
+        merchant_id: auth_header(&parts.headers, h::X_MERCHANT_ID)?,
+        timestamp: auth_header(&parts.headers, h::X_TIMESTAMP)?,
+        signature: auth_header(&parts.headers, h::X_SIGNATURE)?,
         idempotency_key,
         body,
     };
@@ -137,8 +172,11 @@ async fn post_transaction(
         return Err(Problem::UnsupportedMediaType);
     }
     let (parts, body) = read_body(state, req).await?;
-    let raw_key = header(&parts.headers, h::IDEMPOTENCY_KEY)
-        .ok_or(Problem::MissingHeader(h::IDEMPOTENCY_KEY))?;
+    let raw_key = match auth_header(&parts.headers, h::IDEMPOTENCY_KEY) {
+        Ok(Some(key)) => key,
+        Ok(None) => return Err(Problem::MissingHeader(h::IDEMPOTENCY_KEY)),
+        Err(_) => return Err(Problem::InvalidHeader(h::IDEMPOTENCY_KEY)),
+    };
     let idempotency_key =
         IdempotencyKey::parse(raw_key).map_err(|_| Problem::InvalidHeader(h::IDEMPOTENCY_KEY))?;
     let merchant = verify(state, &parts, idempotency_key.as_str(), &body)?;
@@ -256,31 +294,20 @@ async fn get_transaction(
     // GETs are signed with an empty Idempotency-Key line (design §4).
     let merchant = verify(state, &parts, "", &body)?;
     let transaction_id: TransactionId = raw_id.parse().map_err(|_| Problem::NotFound)?;
-    let Some(store) = state.status.get() else {
-        metrics::status_store_failed("read");
-        return Err(Problem::Unavailable {
-            retry_after_secs: 1,
-            detail: "the status store is unavailable",
-        });
-    };
-    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
-    let status = match tokio::time::timeout(timeout, store.get(&transaction_id.to_string())).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(error)) => {
-            metrics::status_store_failed("read");
-            tracing::warn!(%error, "status read failed");
-            return Err(Problem::Unavailable {
-                retry_after_secs: 1,
-                detail: "the status store is unavailable",
-            });
-        }
-        Err(_) => {
-            metrics::status_store_failed("read");
-            return Err(Problem::Unavailable {
-                retry_after_secs: 1,
-                detail: "the status store timed out",
-            });
-        }
+    let (status, source) = match live_status(state, &transaction_id).await {
+        Ok(Some(status)) => (Some(status), "live"),
+        // No longer (or never) in the read model: the ledger has the durable outcome of every
+        // accepted transaction.
+        Ok(None) => (
+            ledger_status(state, &merchant, &transaction_id).await?,
+            "ledger",
+        ),
+        // The read model is down: the ledger may still know; if not, the transaction may be
+        // in flight, so the honest answer is 503, not 404.
+        Err(live_problem) => match ledger_status(state, &merchant, &transaction_id).await {
+            Ok(Some(found)) => (Some(found), "ledger"),
+            _ => return Err(live_problem),
+        },
     };
     // Another merchant's transaction is indistinguishable from a missing one.
     let status = status
@@ -288,8 +315,105 @@ async fn get_transaction(
         .ok_or(Problem::NotFound)?;
     let mut body = serde_json::to_value(&status).map_err(|_| Problem::Internal)?;
     if let Some(object) = body.as_object_mut() {
-        object.insert("source".into(), serde_json::Value::String("live".into()));
+        object.insert("source".into(), serde_json::Value::String(source.into()));
     }
+    Ok(json_response(StatusCode::OK, &body, None))
+}
+
+/// The transaction from the Redis read model.
+async fn live_status(
+    state: &AppState,
+    transaction_id: &TransactionId,
+) -> Result<Option<TransactionStatus>, Problem> {
+    let unavailable = |detail| Problem::Unavailable {
+        retry_after_secs: 1,
+        detail,
+    };
+    let Some(store) = state.status.get() else {
+        metrics::status_store_failed("read");
+        return Err(unavailable("the status store is unavailable"));
+    };
+    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    match tokio::time::timeout(timeout, store.get(&transaction_id.to_string())).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(error)) => {
+            metrics::status_store_failed("read");
+            tracing::warn!(%error, "status read failed");
+            Err(unavailable("the status store is unavailable"))
+        }
+        Err(_) => {
+            metrics::status_store_failed("read");
+            Err(unavailable("the status store timed out"))
+        }
+    }
+}
+
+/// The transaction from the PostgreSQL ledger.
+async fn ledger_status(
+    state: &AppState,
+    merchant: &MerchantId,
+    transaction_id: &TransactionId,
+) -> Result<Option<TransactionStatus>, Problem> {
+    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let read = state
+        .ledger
+        .transaction(merchant.as_str(), *transaction_id.as_uuid());
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(error)) => {
+            metrics::ledger_read_failed();
+            tracing::warn!(%error, "ledger read failed");
+            Err(Problem::Unavailable {
+                retry_after_secs: 1,
+                detail: "the ledger is unavailable",
+            })
+        }
+        Err(_) => {
+            metrics::ledger_read_failed();
+            Err(Problem::Unavailable {
+                retry_after_secs: 1,
+                detail: "the ledger timed out",
+            })
+        }
+    }
+}
+
+async fn get_balance(
+    state: &AppState,
+    req: Request<Incoming>,
+    raw_account: &str,
+) -> Result<Response<Full<Bytes>>, Problem> {
+    let (parts, body) = read_body(state, req).await?;
+    let merchant = verify(state, &parts, "", &body)?;
+    let account = AccountId::parse(raw_account).map_err(|_| Problem::NotFound)?;
+    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let balances = match tokio::time::timeout(
+        timeout,
+        state.ledger.balances(merchant.as_str(), account.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(balances)) => balances,
+        Ok(Err(error)) => {
+            metrics::ledger_read_failed();
+            tracing::warn!(%error, "balance read failed");
+            return Err(Problem::Unavailable {
+                retry_after_secs: 1,
+                detail: "the ledger is unavailable",
+            });
+        }
+        Err(_) => {
+            metrics::ledger_read_failed();
+            return Err(Problem::Unavailable {
+                retry_after_secs: 1,
+                detail: "the ledger timed out",
+            });
+        }
+    };
+    let body = serde_json::json!({
+        "account_id": account.as_str(),
+        "balances": balances,
+    });
     Ok(json_response(StatusCode::OK, &body, None))
 }
 

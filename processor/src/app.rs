@@ -6,7 +6,7 @@ use crate::idempotency::IdempotencyStore;
 use crate::rules::Rules;
 use ledgerline_contracts::topics;
 use ledgerline_runtime::admin::{AdminServer, AdminState};
-use ledgerline_runtime::backoff::Backoff;
+use ledgerline_runtime::backoff::{Backoff, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::status::StatusStore;
@@ -106,6 +106,11 @@ impl Application {
             dlq_topic: settings.kafka.dlq(topics::REQUESTS),
             consumer,
             producer: producer.clone(),
+            retrier: Retrier::new(
+                settings.backoff,
+                readiness.clone(),
+                "ledgerline_processor_retries_total",
+            ),
             readiness,
             settings: settings.clone(),
         };

@@ -18,21 +18,19 @@ use crate::config::Settings;
 use crate::idempotency::{decide, IdempotencyRecord, IdempotencyStore, Verdict};
 use crate::metrics::{self, BatchTally};
 use crate::rules::Rules;
-use futures::future::join_all;
 use ledgerline_contracts::events::{
     self, Decision, Event, TransactionDecided, TransactionRequested, SCHEMA_VERSION,
 };
 use ledgerline_contracts::ids::EventId;
-use ledgerline_contracts::topics::{self, headers};
-use ledgerline_runtime::backoff::Backoff;
+use ledgerline_contracts::topics;
+use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::health::Readiness;
-use ledgerline_runtime::kafka::{event_headers, header_str};
+use ledgerline_runtime::kafka::{decode_message, produce_all, Outgoing};
 use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,10 +42,6 @@ pub const REDIS: &str = "redis";
 /// Readiness check names.
 pub const KAFKA: &str = "kafka";
 
-/// The run loop was interrupted by shutdown in the middle of a batch (it will be redelivered).
-#[derive(Debug)]
-pub struct Interrupted;
-
 /// Everything the loop needs.
 pub struct Processor {
     pub(crate) settings: Settings,
@@ -57,6 +51,7 @@ pub struct Processor {
     pub(crate) status: StatusStore,
     pub(crate) rules: Rules,
     pub(crate) readiness: Readiness,
+    pub(crate) retrier: Retrier,
     pub(crate) outcomes_topic: String,
     pub(crate) dlq_topic: String,
 }
@@ -211,48 +206,32 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
         let payloads: Vec<Vec<u8>> = decided.iter().map(|d| events::encode(&d.event)).collect();
-        let mut pending: Vec<usize> = (0..decided.len()).collect();
-        let mut backoff = Backoff::new(self.settings.backoff);
+        let messages: Vec<Outgoing<'_>> = decided
+            .iter()
+            .zip(&payloads)
+            .map(|(d, payload)| Outgoing {
+                topic: &self.outcomes_topic,
+                key: d.event.account_id.as_str(),
+                payload,
+                event_type: TransactionDecided::EVENT_TYPE,
+                correlation_id: &d.event.correlation_id,
+            })
+            .collect();
         let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
-        while !pending.is_empty() {
-            let sends = pending.iter().map(|&i| {
-                let event = &decided[i].event;
-                let record = FutureRecord::to(&self.outcomes_topic)
-                    .key(event.account_id.as_str())
-                    .payload(&payloads[i])
-                    .headers(event_headers(
-                        TransactionDecided::EVENT_TYPE,
-                        &event.correlation_id,
-                    ));
-                let send = self.producer.send(record, Timeout::After(timeout));
-                async move { (i, send.await.map_err(|(e, _)| e)) }
-            });
-            let results = join_all(sends).await;
-            let failed: Vec<usize> = results
-                .into_iter()
-                .filter_map(|(i, r)| {
-                    r.map_err(
-                        |error| tracing::warn!(%error, "outcome not acknowledged; will retry"),
-                    )
-                    .err()
-                    .map(|_| i)
-                })
-                .collect();
-            self.readiness.set(KAFKA, failed.is_empty());
-            if failed.is_empty() {
-                return Ok(());
-            }
-            // Retrying re-sends only what failed; anything that did land is deduplicated
-            // downstream by its deterministic event_id.
-            pending = failed;
-            metrics::retry("kafka");
-            let delay = backoff.next_delay();
-            tokio::select! {
-                _ = shutdown.cancelled() => return Err(Interrupted),
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-        Ok(())
+        produce_all(
+            &self.producer,
+            &messages,
+            timeout,
+            self.settings.backoff,
+            shutdown,
+            |ok| {
+                self.readiness.set(KAFKA, ok);
+                if !ok {
+                    metrics::retry("kafka");
+                }
+            },
+        )
+        .await
     }
 
     async fn dead_letter(
@@ -283,54 +262,27 @@ impl Processor {
         Ok(())
     }
 
-    /// Runs `op` until it succeeds, pausing with capped backoff between failures; gives up
-    /// only at shutdown. Flips the dependency's readiness flag as it goes.
+    /// Retries `op` through the service's [`Retrier`].
     async fn retry<T, E, F, Fut>(
         &self,
         dependency: &'static str,
         check: &'static str,
         shutdown: &CancellationToken,
-        mut op: F,
+        op: F,
     ) -> Result<T, Interrupted>
     where
         E: std::fmt::Display,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut backoff = Backoff::new(self.settings.backoff);
-        loop {
-            match op().await {
-                Ok(value) => {
-                    self.readiness.set(check, true);
-                    return Ok(value);
-                }
-                Err(error) => {
-                    self.readiness.set(check, false);
-                    metrics::retry(dependency);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, dependency, attempt = backoff.attempts(), ?delay, "dependency failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Err(Interrupted),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-        }
+        self.retrier.run(dependency, check, shutdown, op).await
     }
 }
 
 fn decode(message: &OwnedMessage) -> Item {
-    let Some(payload) = message.payload() else {
-        return Item::Poison("EMPTY_PAYLOAD");
-    };
-    if let Some(kind) = header_str(message, headers::EVENT_TYPE) {
-        if kind != TransactionRequested::EVENT_TYPE {
-            return Item::Poison("UNEXPECTED_EVENT_TYPE");
-        }
-    }
-    match events::decode::<TransactionRequested>(payload) {
+    match decode_message::<TransactionRequested, _>(message) {
         Ok(event) => Item::Valid(Box::new(event)),
-        Err(error) => Item::Poison(error.reason_code()),
+        Err(reason) => Item::Poison(reason),
     }
 }
 

@@ -40,6 +40,10 @@ pub fn settings(env: &TestEnv) -> Settings {
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         kafka,
         redis: env.redis.clone(),
+        postgres: ledgerline_runtime::postgres::PostgresSettings {
+            migrate: false,
+            ..env.postgres.clone()
+        },
         merchants: vec![
             MerchantSettings {
                 id: MERCHANT.into(),

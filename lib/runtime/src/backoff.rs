@@ -81,6 +81,92 @@ impl Backoff {
     }
 }
 
+/// A retry loop gave up because shutdown began; the caller leaves its work uncommitted so it is
+/// redelivered and finished idempotently by the next owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+/// Runs `op` until it succeeds, sleeping with capped backoff between failures; gives up only
+/// when `shutdown` is cancelled. `observe` sees every outcome (`None` on success, the error on
+/// failure) so callers can flip readiness and count retries under their own metric names.
+pub async fn retry<T, E, F, Fut>(
+    settings: BackoffSettings,
+    dependency: &'static str,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut observe: impl FnMut(Option<&E>),
+    mut op: F,
+) -> Result<T, Interrupted>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::new(settings);
+    loop {
+        match op().await {
+            Ok(value) => {
+                observe(None);
+                return Ok(value);
+            }
+            Err(error) => {
+                observe(Some(&error));
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, dependency, attempt = backoff.attempts(), ?delay, "dependency failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(Interrupted),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// [`retry`] bound to one service's readiness flags and retry counter, so each stage's loop
+/// says only what it retries.
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    settings: BackoffSettings,
+    readiness: crate::health::Readiness,
+    counter: &'static str,
+}
+
+impl Retrier {
+    /// Counts retries in `counter` (labelled `dependency`) and flips `readiness` flags.
+    pub fn new(
+        settings: BackoffSettings,
+        readiness: crate::health::Readiness,
+        counter: &'static str,
+    ) -> Self {
+        Self {
+            settings,
+            readiness,
+            counter,
+        }
+    }
+
+    /// Runs `op` until it succeeds or shutdown; readiness flag `check` is false while it fails.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        dependency: &'static str,
+        check: &'static str,
+        shutdown: &tokio_util::sync::CancellationToken,
+        op: F,
+    ) -> Result<T, Interrupted>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let observe = |error: Option<&E>| {
+            self.readiness.set(check, error.is_none());
+            if error.is_some() {
+                metrics::counter!(self.counter, "dependency" => dependency).increment(1);
+            }
+        };
+        retry(self.settings, dependency, shutdown, observe, op).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! dead-letter helper shared by all consumers.
 
 use crate::settings::ensure;
+use ledgerline_contracts::events::{self, Event};
 use ledgerline_contracts::topics::{self, headers};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -262,6 +263,77 @@ pub fn header_str<'a, M: Message>(message: &'a M, name: &str) -> Option<&'a str>
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// One pipeline message to produce.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Full topic name.
+    pub topic: &'a str,
+    /// The account id (per-account order).
+    pub key: &'a str,
+    /// The encoded event.
+    pub payload: &'a [u8],
+    /// The `event-type` header.
+    pub event_type: &'a str,
+    /// The `correlation-id` header.
+    pub correlation_id: &'a str,
+}
+
+/// Produces every message and waits for all acknowledgements; re-sends only the failed ones,
+/// with capped backoff, until all are acknowledged or `shutdown` (then `Interrupted`, and the
+/// caller leaves its input uncommitted). `observe(ok)` is told after each round, for readiness
+/// and retry metrics. Re-sent messages that had in fact landed are duplicates by `event_id`,
+/// which every consumer deduplicates.
+pub async fn produce_all(
+    producer: &FutureProducer,
+    messages: &[Outgoing<'_>],
+    timeout: Duration,
+    backoff: crate::backoff::BackoffSettings,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut observe: impl FnMut(bool),
+) -> Result<(), crate::backoff::Interrupted> {
+    let mut pending: Vec<&Outgoing<'_>> = messages.iter().collect();
+    let mut backoff = crate::backoff::Backoff::new(backoff);
+    while !pending.is_empty() {
+        let sends = pending.iter().map(|m| {
+            let record = FutureRecord::to(m.topic)
+                .key(m.key)
+                .payload(m.payload)
+                .headers(event_headers(m.event_type, m.correlation_id));
+            let send = producer.send(record, timeout);
+            async move { (*m, send.await.map_err(|(e, _)| e)) }
+        });
+        let mut failed = Vec::new();
+        for (m, result) in futures::future::join_all(sends).await {
+            if let Err(error) = result {
+                tracing::warn!(%error, topic = m.topic, "message not acknowledged; will retry");
+                failed.push(m);
+            }
+        }
+        observe(failed.is_empty());
+        if failed.is_empty() {
+            break;
+        }
+        pending = failed;
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(crate::backoff::Interrupted),
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a pipeline message as `E`, or names why it is poison (the DLQ reason): no payload,
+/// an `event-type` header naming another type, or any [`events::decode`] failure.
+pub fn decode_message<E: Event, M: Message>(message: &M) -> Result<E, &'static str> {
+    let payload = message.payload().ok_or("EMPTY_PAYLOAD")?;
+    if let Some(kind) = header_str(message, headers::EVENT_TYPE) {
+        if kind != E::EVENT_TYPE {
+            return Err("UNEXPECTED_EVENT_TYPE");
+        }
+    }
+    events::decode::<E>(payload).map_err(|error| error.reason_code())
 }
 
 /// Sends an unprocessable message to `dlq_topic` with its original key, value and headers plus

@@ -99,6 +99,44 @@ impl TestEnv {
         Ok(self.redis.connect().await?)
     }
 
+    /// The `LEDGERLINE_*` variables that point a service binary at this environment, for
+    /// tests that spawn the real process (crash and kill tests).
+    pub fn service_env(&self, group_id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("LEDGERLINE_ADMIN_ADDR", "127.0.0.1:0".into()),
+            ("LEDGERLINE_GROUP_ID", group_id.into()),
+            ("LEDGERLINE_KAFKA__BROKERS", self.kafka.brokers.clone()),
+            (
+                "LEDGERLINE_KAFKA__TOPIC_PREFIX",
+                self.kafka.topic_prefix.clone(),
+            ),
+            (
+                "LEDGERLINE_KAFKA__PARTITIONS",
+                self.kafka.partitions.to_string(),
+            ),
+            ("LEDGERLINE_KAFKA__CREATE_TOPICS", "false".into()),
+            (
+                "LEDGERLINE_KAFKA__SESSION_TIMEOUT_MS",
+                self.kafka.session_timeout_ms.to_string(),
+            ),
+            (
+                "LEDGERLINE_KAFKA__HEARTBEAT_INTERVAL_MS",
+                self.kafka.heartbeat_interval_ms.to_string(),
+            ),
+            ("LEDGERLINE_REDIS__URL", self.redis.url.expose().clone()),
+            (
+                "LEDGERLINE_REDIS__KEY_PREFIX",
+                self.redis.key_prefix.clone(),
+            ),
+            (
+                "LEDGERLINE_POSTGRES__URL",
+                self.postgres.url.expose().clone(),
+            ),
+            ("LEDGERLINE_MONGO__URI", self.mongo.uri.expose().clone()),
+            ("LEDGERLINE_MONGO__DATABASE", self.mongo.database.clone()),
+        ]
+    }
+
     /// The full name of a pipeline topic in this environment.
     pub fn topic(&self, base: &str) -> String {
         self.kafka.topic(base)

@@ -1,0 +1,196 @@
+//! Ledger-writer throughput benchmark (a report, not a test).
+//!
+//! 1. Pre-fills `txn.outcomes` of a fresh environment with N accepted decisions over A
+//!    accounts (30 % debits).
+//! 2. Service rate: starts the real writer (consumer group, batches, relay) and times the
+//!    first to the last posted transaction.
+//! 3. Raw rate: in a second fresh database, the same decisions are posted with the same
+//!    statements (`LedgerStore::post`) in batches of the same size, without Kafka or the relay.
+//!
+//! ```bash
+//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000
+//! ```
+
+use ledger_writer::plan::{Accepted, Source};
+use ledger_writer::store::LedgerStore;
+use ledger_writer::{Application, Settings};
+use ledgerline_contracts::currency::Currency;
+use ledgerline_contracts::events::{self, Decision, Event, TransactionDecided, TxnType};
+use ledgerline_contracts::ids::{
+    AccountId, EventId, IdempotencyKey, MerchantId, RequestId, TransactionId, DEFAULT_NAMESPACE,
+};
+use ledgerline_contracts::topics;
+use ledgerline_runtime::kafka::event_headers;
+use ledgerline_testkit::TestEnv;
+use rand::Rng;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const PRODUCE_IN_FLIGHT_MAX: usize = 5_000;
+
+fn decisions(n: usize, accounts: usize) -> Vec<TransactionDecided> {
+    let mut rng = rand::rng();
+    let merchant = MerchantId::parse("bench").unwrap();
+    let now = ledgerline_runtime::time::now();
+    (0..n)
+        .map(|i| {
+            let key = IdempotencyKey::parse(&format!("b{i}")).unwrap();
+            TransactionDecided {
+                schema_version: events::SCHEMA_VERSION,
+                event_id: EventId::new_v7(),
+                request_id: RequestId::new_v7(),
+                transaction_id: TransactionId::derive(DEFAULT_NAMESPACE, &merchant, &key),
+                merchant_id: merchant.clone(),
+                account_id: AccountId::parse(&format!("acc-{}", rng.random_range(0..accounts)))
+                    .unwrap(),
+                idempotency_key: key,
+                txn_type: if rng.random_bool(0.3) {
+                    TxnType::Debit
+                } else {
+                    TxnType::Credit
+                },
+                amount_minor: rng.random_range(1..10_000),
+                currency: Currency::EUR,
+                decision: Decision::Accepted,
+                reason_code: None,
+                original_request_id: None,
+                request_fingerprint: "bench".into(),
+                correlation_id: format!("bench-{i}"),
+                received_at: now,
+                decided_at: now,
+            }
+        })
+        .collect()
+}
+
+async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionDecided]) {
+    let started = Instant::now();
+    for chunk in all.chunks(PRODUCE_IN_FLIGHT_MAX) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(events::encode).collect();
+        let sends = chunk.iter().zip(&payloads).map(|(d, payload)| {
+            let record = FutureRecord::to(topic)
+                .key(d.account_id.as_str())
+                .payload(payload)
+                .headers(event_headers(
+                    TransactionDecided::EVENT_TYPE,
+                    &d.correlation_id,
+                ));
+            let send = producer.send(record, Duration::from_secs(60));
+            async move { send.await.map_err(|(e, _)| e).expect("prefill produce") }
+        });
+        futures::future::join_all(sends).await;
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "prefill: {} messages in {secs:.1} s ({:.0}/s)",
+        all.len(),
+        all.len() as f64 / secs
+    );
+}
+
+async fn count(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            a.parse()
+                .expect("usage: throughput [transactions] [accounts]")
+        })
+        .collect();
+    let n = args.first().copied().unwrap_or(1_000_000);
+    let accounts = args.get(1).copied().unwrap_or(10_000);
+    let all = decisions(n, accounts);
+
+    // Service rate.
+    let mut env = TestEnv::new().await?;
+    env.kafka.partitions = 12;
+    env.kafka.topic_prefix = format!("bench{}.", env.id);
+    env.kafka
+        .ensure_topics(&env.kafka.pipeline_topics())
+        .await?;
+    let producer = env.kafka.producer("bench-prefill")?;
+    prefill(&producer, &env.topic(topics::OUTCOMES), &all).await;
+    let mut settings = Settings {
+        admin_addr: "127.0.0.1:0".parse()?,
+        kafka: env.kafka.clone(),
+        postgres: env.postgres.clone(),
+        redis: env.redis.clone(),
+        group_id: format!("bench-{}", env.id),
+        ..Settings::default()
+    };
+    settings.kafka.create_topics = false;
+    settings.postgres.pool_size_max = 8;
+    let batch_size = settings.batch.batch_size_max;
+    let app = Application::build(settings.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let mut first: Option<Instant> = None;
+    let mut seen = 0;
+    while seen < n as i64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = count(&env.pg).await;
+        if seen > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+    }
+    let service_secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(&env.pg)
+        .await?;
+    shutdown.cancel();
+    task.await??;
+    let declined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transactions WHERE result = 'DECLINED'")
+            .fetch_one(&env.pg)
+            .await?;
+
+    // Raw rate: the same statements, same batch size, no Kafka.
+    let raw_env = TestEnv::new().await?;
+    let store = LedgerStore::new(raw_env.pg.clone(), 0);
+    let accepted: Vec<Accepted> = all
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Accepted {
+            decided: d.clone(),
+            source: Source {
+                topic: "raw".into(),
+                partition: (i % 12) as i32,
+                offset: i as i64,
+            },
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in accepted.chunks(batch_size) {
+        store.post(batch).await?;
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+    assert_eq!(count(&raw_env.pg).await, n as i64);
+
+    let service_rate = n as f64 / service_secs;
+    let raw_rate = n as f64 / raw_secs;
+    println!(
+        "{}",
+        serde_json::json!({
+            "transactions": n,
+            "accounts": accounts,
+            "declined": declined,
+            "batch_size_max": batch_size,
+            "service_seconds": service_secs,
+            "service_per_second": service_rate.round(),
+            "raw_seconds": raw_secs,
+            "raw_per_second": raw_rate.round(),
+            "ratio": (service_rate / raw_rate * 100.0).round() / 100.0,
+            "outbox_unsent_at_end": unsent,
+        })
+    );
+    Ok(())
+}

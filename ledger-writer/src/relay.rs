@@ -1,0 +1,246 @@
+//! The outbox relay: publishes each POSTED/DECLINED outcome to `txn.postings` and records it in
+//! the status read model, then marks the row sent.
+//!
+//! ```text
+//! round (one database transaction):
+//!   pg_try_advisory_xact_lock(relay)        -- one relay at a time keeps per-account order
+//!   SELECT unsent rows ORDER BY id LIMIT n FOR UPDATE
+//!   produce all, wait for every ack (retry the failed ones)
+//!   status read model: POSTED / DECLINED with balance after (HSETNX, so a repeat is harmless)
+//!   UPDATE outbox SET sent_at = now()
+//! COMMIT
+//! ```
+//! A crash anywhere before the commit leaves the rows unsent, so they are sent again: the
+//! relay is at-least-once and consumers deduplicate on `event_id` (deterministic per
+//! transaction). Sent rows are purged after `relay.retention_hours`.
+
+use crate::config::RelaySettings;
+use crate::metrics;
+use ledgerline_contracts::events::{self, Event, PostingResult, TransactionPosted};
+use ledgerline_contracts::money::format_minor;
+use ledgerline_runtime::backoff::{BackoffSettings, Interrupted, Retrier};
+use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::kafka::{produce_all, Outgoing};
+use ledgerline_runtime::status::{State, StatusStore, StatusUpdate};
+use rdkafka::producer::FutureProducer;
+use sqlx::{PgPool, Row};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The advisory lock key that makes the relay a singleton across writer processes.
+const RELAY_LOCK_KEY: i64 = 0x4c65_6467_6572_5231; // "LedgerR1"
+
+/// Readiness flag of the status store.
+pub const REDIS: &str = "redis";
+
+/// One unsent outbox row.
+#[derive(Debug)]
+struct Row_ {
+    id: i64,
+    key: String,
+    correlation_id: String,
+    payload: Vec<u8>,
+}
+
+/// Publishes the outbox.
+pub struct Relay {
+    pub(crate) pool: PgPool,
+    pub(crate) producer: FutureProducer,
+    pub(crate) status: StatusStore,
+    pub(crate) topic: String,
+    pub(crate) settings: RelaySettings,
+    pub(crate) produce_timeout: Duration,
+    pub(crate) retrier: Retrier,
+    pub(crate) readiness: Readiness,
+    pub(crate) backoff: BackoffSettings,
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Relays until `stop`, then makes one last round to send what the final batches wrote,
+    /// giving up at `hard_stop`.
+    pub async fn run(self, stop: CancellationToken, hard_stop: CancellationToken) {
+        let mut last_purge = Instant::now();
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            let sent = match self.round(&hard_stop).await {
+                Ok(sent) => sent,
+                Err(Interrupted) => return,
+            };
+            if stop.is_cancelled() && sent == 0 {
+                break;
+            }
+            if last_purge.elapsed() >= Duration::from_secs(10) {
+                last_purge = Instant::now();
+                self.housekeeping().await;
+            }
+            // A full round means more are waiting: go again at once.
+            if sent as i64 >= self.settings.batch_size_max || stop.is_cancelled() {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Sends one round of unsent rows; returns how many were sent (0 if another relay holds
+    /// the lock or nothing is waiting).
+    pub async fn round(&self, shutdown: &CancellationToken) -> Result<usize, Interrupted> {
+        self.retrier
+            .run("postgres", crate::writer::POSTGRES, shutdown, || async {
+                self.try_round(shutdown).await
+            })
+            .await?
+    }
+
+    async fn try_round(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Result<usize, Interrupted>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(Ok(0));
+        }
+        let rows: Vec<Row_> = sqlx::query(
+            "SELECT id, message_key, correlation_id, payload FROM outbox
+             WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE",
+        )
+        .bind(self.settings.batch_size_max)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(Row_ {
+                id: r.try_get("id")?,
+                key: r.try_get("message_key")?,
+                correlation_id: r.try_get("correlation_id")?,
+                payload: r.try_get("payload")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        if rows.is_empty() {
+            return Ok(Ok(0));
+        }
+        if let Err(interrupted) = self.publish(&rows, shutdown).await {
+            return Ok(Err(interrupted));
+        }
+        if let Err(interrupted) = self.record_status(&rows, shutdown).await {
+            return Ok(Err(interrupted));
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::int8[])")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        metrics::relayed(rows.len());
+        Ok(Ok(rows.len()))
+    }
+
+    /// Produces every row and waits for all acknowledgements; re-sends only what failed.
+    async fn publish(
+        &self,
+        rows: &[Row_],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let messages: Vec<Outgoing<'_>> = rows
+            .iter()
+            .map(|r| Outgoing {
+                topic: &self.topic,
+                key: &r.key,
+                payload: &r.payload,
+                event_type: TransactionPosted::EVENT_TYPE,
+                correlation_id: &r.correlation_id,
+            })
+            .collect();
+        produce_all(
+            &self.producer,
+            &messages,
+            self.produce_timeout,
+            self.backoff,
+            shutdown,
+            |ok| {
+                self.readiness.set(crate::writer::KAFKA, ok);
+                if !ok {
+                    metrics::retry("kafka");
+                }
+            },
+        )
+        .await
+    }
+
+    /// POSTED / DECLINED (with the balance after) in the status read model.
+    async fn record_status(
+        &self,
+        rows: &[Row_],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let updates: Vec<StatusUpdate> = rows
+            .iter()
+            .filter_map(|r| events::decode::<TransactionPosted>(&r.payload).ok())
+            .map(|p| settled(&p))
+            .collect();
+        self.retrier
+            .run("redis", REDIS, shutdown, || self.status.apply(&updates))
+            .await
+    }
+
+    /// Purges sent rows past retention and samples the unsent count. Failures are logged:
+    /// housekeeping never blocks relaying.
+    async fn housekeeping(&self) {
+        let purge = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (
+                 SELECT id FROM outbox
+                 WHERE sent_at < now() - make_interval(hours => $1)
+                 LIMIT 10000)",
+        )
+        .bind(i32::try_from(self.settings.retention_hours).unwrap_or(i32::MAX))
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = purge {
+            tracing::warn!(%error, "outbox purge failed");
+        }
+        match sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(n) => metrics::outbox_unsent(n),
+            Err(error) => tracing::warn!(%error, "outbox count failed"),
+        }
+    }
+}
+
+/// The read-model update for a ledger result.
+fn settled(posted: &TransactionPosted) -> StatusUpdate {
+    StatusUpdate::Settled {
+        transaction_id: posted.transaction_id.to_string(),
+        state: match posted.result {
+            PostingResult::Posted => State::Posted,
+            PostingResult::Declined => State::Declined,
+        },
+        reason_code: posted.reason_code.clone(),
+        balance_after: posted
+            .balance_after_minor
+            .map(|b| format_minor(b, posted.currency)),
+        at: posted.posted_at.format(&Rfc3339).unwrap_or_default(),
+    }
+}

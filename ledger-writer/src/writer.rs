@@ -1,0 +1,225 @@
+//! The ledger-writer's batch loop.
+//!
+//! ```text
+//! loop:
+//!   batch ← next_batch(count, bytes, age bounds)
+//!   decode each; poison → txn.outcomes.dlq (acknowledged) and skipped
+//!   keep ACCEPTED decisions (others are not the ledger's business), in offset order
+//!   post them in one database transaction (store.rs), retrying while PostgreSQL is down
+//!   wake the outbox relay
+//!   commit offsets (only now: the database has the batch)
+//! ```
+//! The same [`Writer::process`] serves the replay mode, so a replay goes through exactly the
+//! code path (and the idempotency) of normal operation.
+
+use crate::config::Settings;
+use crate::metrics;
+use crate::plan::{Accepted, Plan, Source};
+use crate::store::LedgerStore;
+use ledgerline_contracts::events::{Decision, PostingResult, TransactionDecided};
+use ledgerline_runtime::backoff::{Interrupted, Retrier};
+use ledgerline_runtime::consume::{next_batch, Committer};
+use ledgerline_runtime::kafka::decode_message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Readiness check names.
+pub const POSTGRES: &str = "postgres";
+/// Readiness check names.
+pub const KAFKA: &str = "kafka";
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BatchReport {
+    /// Transactions posted.
+    pub posted: usize,
+    /// Transactions declined.
+    pub declined: usize,
+    /// Accepted decisions already in the ledger.
+    pub already_recorded: usize,
+    /// Decisions other than ACCEPTED.
+    pub not_accepted: usize,
+    /// Poison messages sent to the DLQ.
+    pub dead_lettered: usize,
+}
+
+impl std::ops::AddAssign for BatchReport {
+    fn add_assign(&mut self, other: Self) {
+        self.posted += other.posted;
+        self.declined += other.declined;
+        self.already_recorded += other.already_recorded;
+        self.not_accepted += other.not_accepted;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// Posts batches of `txn.outcomes`.
+pub struct Writer {
+    pub(crate) settings: Settings,
+    pub(crate) store: LedgerStore,
+    pub(crate) producer: FutureProducer,
+    pub(crate) retrier: Retrier,
+    pub(crate) dlq_topic: String,
+    pub(crate) relay_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dlq_topic", &self.dlq_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Consumes until `shutdown`: finishes the batch in hand, commits, leaves the group.
+    pub async fn run(&self, consumer: &StreamConsumer, shutdown: CancellationToken) {
+        let mut committer = Committer::default();
+        loop {
+            let batch = next_batch(consumer, &self.settings.batch, &shutdown).await;
+            if batch.is_empty() {
+                break;
+            }
+            let started = Instant::now();
+            if self.process(&batch, &shutdown).await.is_err() {
+                tracing::warn!(
+                    messages = batch.len(),
+                    "shutdown during an outage; batch left uncommitted"
+                );
+                break;
+            }
+            let mode = if shutdown.is_cancelled() {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            if let Err(error) = committer.commit(consumer, &batch, mode) {
+                // The ledger has the batch; a lost commit only means an idempotent redelivery.
+                tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+            }
+            metrics::batch_size(batch.len());
+            metrics::batch_duration(started.elapsed());
+        }
+        consumer.unsubscribe();
+        tracing::info!("ledger-writer loop stopped");
+    }
+
+    /// Decodes, dead-letters poison, and posts the accepted decisions of `batch`.
+    pub async fn process(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) -> Result<BatchReport, Interrupted> {
+        let mut report = BatchReport::default();
+        let mut accepted = Vec::with_capacity(batch.len());
+        for message in batch {
+            match decode_message::<TransactionDecided, _>(message) {
+                Err(reason) => {
+                    self.dead_letter(message, reason, shutdown).await?;
+                    report.dead_lettered += 1;
+                }
+                Ok(decided) if decided.decision != Decision::Accepted => report.not_accepted += 1,
+                Ok(decided) => accepted.push(Accepted {
+                    decided,
+                    source: Source {
+                        topic: message.topic().to_string(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    },
+                }),
+            }
+        }
+        metrics::skipped("not_accepted", report.not_accepted as u64);
+        if accepted.is_empty() {
+            return Ok(report);
+        }
+        let plan = self
+            .retry("postgres", POSTGRES, shutdown, || async {
+                let started = Instant::now();
+                let result = self.store.post(&accepted).await;
+                metrics::db_duration(started.elapsed());
+                result
+            })
+            .await?;
+        if self.settings.faults.crash_after_commit {
+            tracing::error!("fault injection: aborting after the database commit");
+            std::process::abort();
+        }
+        self.relay_wake.notify_one();
+        record(&plan, &mut report);
+        Ok(report)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &'static str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering poison message"
+        );
+        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
+        self.retry("kafka", KAFKA, shutdown, || {
+            ledgerline_runtime::kafka::dead_letter(
+                &self.producer,
+                &self.dlq_topic,
+                message,
+                reason,
+                timeout,
+            )
+        })
+        .await?;
+        metrics::dead_lettered(reason);
+        Ok(())
+    }
+
+    /// Retries `op` through the service's [`Retrier`].
+    async fn retry<T, E, F, Fut>(
+        &self,
+        dependency: &'static str,
+        check: &'static str,
+        shutdown: &CancellationToken,
+        op: F,
+    ) -> Result<T, Interrupted>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.retrier.run(dependency, check, shutdown, op).await
+    }
+}
+
+fn record(plan: &Plan, report: &mut BatchReport) {
+    let mut by_reason: BTreeMap<(&'static str, &str), u64> = BTreeMap::new();
+    for t in &plan.transactions {
+        let result = t.posted.result;
+        *by_reason
+            .entry((
+                result.as_str(),
+                t.posted.reason_code.as_deref().unwrap_or(""),
+            ))
+            .or_default() += 1;
+        match result {
+            PostingResult::Posted => report.posted += 1,
+            PostingResult::Declined => report.declined += 1,
+        }
+    }
+    for ((result, reason), n) in by_reason {
+        metrics::written(result, reason, n);
+    }
+    report.already_recorded += plan.already_recorded;
+    metrics::skipped("already_recorded", plan.already_recorded as u64);
+}

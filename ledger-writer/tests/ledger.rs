@@ -1,0 +1,366 @@
+//! The ledger-writer against real Kafka, PostgreSQL and Redis.
+
+mod support;
+
+use ledger_writer::replay::ReplayFrom;
+use ledger_writer::Application;
+use ledgerline_contracts::events::{Decision, TxnType};
+use ledgerline_contracts::topics::{self, headers};
+use ledgerline_runtime::status::{State, StatusStore};
+use ledgerline_testkit::TestEnv;
+use std::collections::HashSet;
+use std::time::Duration;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn credits_and_debits_post_balanced_entries_and_an_overdraft_is_declined() {
+    let env = TestEnv::new().await.unwrap();
+    let credit = decided("m1", "k1", "acc-1", TxnType::Credit, 1_000);
+    let debit = decided("m1", "k2", "acc-1", TxnType::Debit, 300);
+    let too_much = decided("m1", "k3", "acc-1", TxnType::Debit, 800);
+    let mut rejected = decided("m1", "k4", "acc-1", TxnType::Credit, 5);
+    rejected.decision = Decision::Rejected;
+    rejected.reason_code = Some("AMOUNT_ABOVE_LIMIT".into());
+    let later = decided("m1", "k5", "acc-1", TxnType::Credit, 50);
+    // Another merchant's account with the same name is a different account.
+    let other = decided("m2", "k1", "acc-1", TxnType::Credit, 7);
+    publish_all(
+        &env,
+        &[
+            credit.clone(),
+            debit.clone(),
+            too_much.clone(),
+            rejected.clone(),
+            later.clone(),
+            other.clone(),
+        ],
+    )
+    .await;
+
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 5).await;
+    wait_for_relay(&env).await;
+    let relayed = postings_topic(&env, 5, Duration::from_secs(30)).await;
+    running.stop().await;
+
+    assert_eq!(
+        result_of(&env, &credit).await,
+        ("POSTED".into(), None, Some(1_000))
+    );
+    assert_eq!(
+        result_of(&env, &debit).await,
+        ("POSTED".into(), None, Some(700))
+    );
+    assert_eq!(
+        result_of(&env, &too_much).await,
+        ("DECLINED".into(), Some("INSUFFICIENT_FUNDS".into()), None)
+    );
+    assert_eq!(
+        result_of(&env, &later).await,
+        ("POSTED".into(), None, Some(750))
+    );
+    let rejected_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transactions WHERE transaction_id = $1")
+            .bind(rejected.transaction_id.as_uuid())
+            .fetch_one(&env.pg)
+            .await
+            .unwrap();
+    assert_eq!(rejected_rows, 0, "only ACCEPTED decisions reach the ledger");
+    assert_eq!(balance(&env, "m1", "acc-1").await, 750);
+    assert_eq!(balance(&env, "m2", "acc-1").await, 7);
+    let clearing: i64 = sqlx::query_scalar(
+        "SELECT balance_minor FROM clearing_balances WHERE merchant_id = 'm1' AND currency = 'EUR'",
+    )
+    .fetch_one(&env.pg)
+    .await
+    .unwrap();
+    assert_eq!(clearing, -750, "the clearing side mirrors the account");
+    let sources: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM postings WHERE source_topic = $1 AND source_offset >= 0",
+    )
+    .bind(env.topic(topics::OUTCOMES))
+    .fetch_one(&env.pg)
+    .await
+    .unwrap();
+    assert_eq!(sources, 8, "every entry records where it came from");
+    assert_books_balance(&env).await;
+
+    // Relayed to txn.postings, keyed by account, and shown in the status read model.
+    assert_eq!(relayed.len(), 5);
+    for r in &relayed {
+        assert_eq!(r.key.as_deref(), Some(b"acc-1".as_slice()));
+        assert_eq!(r.header(headers::EVENT_TYPE), Some("TransactionPosted"));
+    }
+    let declined = relayed
+        .iter()
+        .find(|r| r.json()["transaction_id"] == too_much.transaction_id.to_string())
+        .unwrap();
+    assert_eq!(declined.json()["result"], "DECLINED");
+    let status = StatusStore::new(
+        env.redis_conn().await.unwrap(),
+        &env.redis.key_prefix,
+        &Default::default(),
+    );
+    let s = status
+        .get(&debit.transaction_id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.state, State::Posted);
+    assert_eq!(s.balance_after.as_deref(), Some("7.00"));
+    let s = status
+        .get(&too_much.transaction_id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.state, State::Declined);
+}
+
+#[tokio::test]
+async fn a_random_workload_matches_a_sequential_model_of_every_account() {
+    let env = TestEnv::new().await.unwrap();
+    let decisions = random_workload("r", 400, 25);
+    let mut s = settings(&env);
+    s.batch.batch_size_max = 37; // many batches, some splitting an account's run
+    let running = start(s).await;
+    publish_all(&env, &decisions).await;
+    wait_for_transactions(&env, 400).await;
+    running.stop().await;
+
+    assert_matches_model(&env, &decisions).await;
+}
+
+#[tokio::test]
+async fn redelivered_and_replayed_decisions_post_nothing_twice() {
+    let env = TestEnv::new().await.unwrap();
+    let decisions: Vec<_> = (0..30)
+        .map(|i| {
+            decided(
+                "m1",
+                &format!("d{i}"),
+                &format!("acc-{}", i % 4),
+                TxnType::Credit,
+                100,
+            )
+        })
+        .collect();
+    publish_all(&env, &decisions).await;
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 30).await;
+    // The processor re-emits the same decisions (e.g. after a crash): new offsets, same ids.
+    publish_all(&env, &decisions[..10]).await;
+    let relayed = postings_topic(&env, 30, Duration::from_secs(30)).await;
+    wait_for_relay(&env).await;
+    running.stop().await;
+    let count = |sql: &'static str| {
+        let pg = env.pg.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pg)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM ledger_transactions").await, 30);
+    assert_eq!(count("SELECT count(*) FROM postings").await, 60);
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 30);
+    assert_eq!(relayed.len(), 30);
+
+    // A replay of the whole topic through the same path finds everything recorded.
+    let app = Application::build(settings(&env)).await.unwrap();
+    let report = app
+        .replay(ReplayFrom::Offset(0), None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.posted, 0);
+    assert_eq!(report.already_recorded, 40);
+    assert_eq!(count("SELECT count(*) FROM ledger_transactions").await, 30);
+    assert_eq!(count("SELECT count(*) FROM postings").await, 60);
+    for i in 0..4 {
+        assert_eq!(
+            balance(&env, "m1", &format!("acc-{i}")).await,
+            if i < 2 { 800 } else { 700 }
+        );
+    }
+    assert_books_balance(&env).await;
+}
+
+#[tokio::test]
+async fn a_replay_into_an_empty_ledger_rebuilds_the_same_books() {
+    let env = TestEnv::new().await.unwrap();
+    let mut decisions = Vec::new();
+    for i in 0..40 {
+        let t = if i % 3 == 0 {
+            TxnType::Debit
+        } else {
+            TxnType::Credit
+        };
+        decisions.push(decided(
+            "m1",
+            &format!("b{i}"),
+            &format!("acc-{}", i % 5),
+            t,
+            40 + i,
+        ));
+    }
+    publish_all(&env, &decisions).await;
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 40).await;
+    running.stop().await;
+    let snapshot = |pg: sqlx::PgPool| async move {
+        let b: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT merchant_id, account_id, balance_minor FROM balances ORDER BY 1, 2",
+        )
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+        let t: Vec<(uuid::Uuid, String, uuid::Uuid)> = sqlx::query_as(
+            "SELECT transaction_id, result, posted_event_id FROM ledger_transactions ORDER BY 1",
+        )
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+        (b, t)
+    };
+    let before = snapshot(env.pg.clone()).await;
+
+    sqlx::query("TRUNCATE postings, outbox, ledger_transactions, balances")
+        .execute(&env.pg)
+        .await
+        .unwrap();
+    let app = Application::build(settings(&env)).await.unwrap();
+    let report = app
+        .replay(ReplayFrom::Offset(0), None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.posted + report.declined, 40);
+    assert_eq!(snapshot(env.pg.clone()).await, before);
+    assert_books_balance(&env).await;
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_posts() {
+    let env = TestEnv::new().await.unwrap();
+    let p = producer(&env);
+    let topic = env.topic(topics::OUTCOMES);
+    let good = decided("m1", "good", "acc-1", TxnType::Credit, 10);
+    let mut future = serde_json::to_value(&good).unwrap();
+    future["schema_version"] = 2.into();
+    let mut negative =
+        serde_json::to_value(decided("m1", "neg", "acc-1", TxnType::Credit, 1)).unwrap();
+    negative["amount_minor"] = (-5).into();
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            b"not json".to_vec(),
+            "TransactionDecided",
+            "MALFORMED_EVENT",
+        ),
+        (
+            future.to_string().into_bytes(),
+            "TransactionDecided",
+            "UNSUPPORTED_SCHEMA_VERSION",
+        ),
+        (
+            negative.to_string().into_bytes(),
+            "TransactionDecided",
+            "INVALID_EVENT",
+        ),
+        (
+            serde_json::to_vec(&good).unwrap(),
+            "TransactionRequested",
+            "UNEXPECTED_EVENT_TYPE",
+        ),
+    ];
+    for (payload, event_type, _) in &cases {
+        ledgerline_testkit::kafka::produce(
+            &p,
+            &topic,
+            "acc-1",
+            payload,
+            &[
+                (headers::EVENT_TYPE, event_type),
+                (headers::CORRELATION_ID, "c"),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    publish(&env, &p, &good).await;
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 1).await;
+    let dlq = ledgerline_testkit::kafka::read_topic(
+        &env.kafka,
+        &env.kafka.dlq(topics::OUTCOMES),
+        cases.len(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    running.stop().await;
+
+    let reasons: HashSet<&str> = dlq
+        .iter()
+        .filter_map(|r| r.header(headers::DLQ_REASON))
+        .collect();
+    let want: HashSet<&str> = cases.iter().map(|(_, _, reason)| *reason).collect();
+    assert_eq!(reasons, want);
+    for r in &dlq {
+        assert_eq!(r.header(headers::DLQ_SOURCE_TOPIC), Some(topic.as_str()));
+        assert!(r.header(headers::DLQ_SOURCE_OFFSET).is_some());
+    }
+    assert_eq!(result_of(&env, &good).await.0, "POSTED");
+    assert_eq!(balance(&env, "m1", "acc-1").await, 10);
+}
+
+#[tokio::test]
+async fn an_account_limit_lets_a_debit_overdraw_down_to_the_limit() {
+    let env = TestEnv::new().await.unwrap();
+    sqlx::query(
+        "INSERT INTO account_limits (merchant_id, account_id, currency, overdraft_minor)
+         VALUES ('m1', 'acc-od', 'EUR', 500)",
+    )
+    .execute(&env.pg)
+    .await
+    .unwrap();
+    let first = decided("m1", "o1", "acc-od", TxnType::Debit, 400);
+    let second = decided("m1", "o2", "acc-od", TxnType::Debit, 101);
+    let third = decided("m1", "o3", "acc-od", TxnType::Debit, 100);
+    publish_all(&env, &[first.clone(), second.clone(), third.clone()]).await;
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 3).await;
+    running.stop().await;
+    assert_eq!(result_of(&env, &first).await.2, Some(-400));
+    assert_eq!(result_of(&env, &second).await.0, "DECLINED");
+    assert_eq!(result_of(&env, &third).await.2, Some(-500));
+}
+
+#[tokio::test]
+async fn the_schema_refuses_unbalanced_postings_and_edits_to_history() {
+    let env = TestEnv::new().await.unwrap();
+    let d = decided("m1", "s1", "acc-1", TxnType::Credit, 10);
+    publish_all(&env, std::slice::from_ref(&d)).await;
+    let running = start(settings(&env)).await;
+    wait_for_transactions(&env, 1).await;
+    running.stop().await;
+    let unbalanced = sqlx::query(
+        "INSERT INTO postings (transaction_id, leg, merchant_id, account_id, currency,
+             amount_minor, source_topic, source_partition, source_offset)
+         SELECT transaction_id, 'account', 'm1', 'x', 'EUR', 5, 't', 0, 0
+         FROM ledger_transactions",
+    )
+    .execute(&env.pg)
+    .await;
+    assert!(
+        unbalanced.is_err(),
+        "a posting that does not balance is refused"
+    );
+    let edit = sqlx::query("UPDATE postings SET amount_minor = amount_minor * 2")
+        .execute(&env.pg)
+        .await;
+    assert!(edit.is_err(), "postings are append-only");
+    let delete = sqlx::query("DELETE FROM ledger_transactions")
+        .execute(&env.pg)
+        .await;
+    assert!(delete.is_err(), "transactions are append-only");
+}

@@ -56,29 +56,36 @@ async fn a_saturated_publisher_answers_503_instead_of_queueing_without_bound() {
     app.stop().await;
 }
 
-#[tokio::test]
+// Shutdown starts while requests are in flight: every 202 must be on the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_loses_no_accepted_request() {
     let app = TestApp::start().await;
     let client = app.http.clone();
-    let url = app.url("/v1/transactions");
-    let _ = url;
 
-    // Fire requests continuously while shutdown starts in the middle.
-    let mut handles = Vec::new();
+    // Fire 200 requests at once; shutdown starts once the 20th answer is back, so some are
+    // answered before it, and the rest are in flight or arrive during the drain.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(200);
     for i in 0..200 {
         let req = app.post(&unique_key(), &body(&format!("acc-{}", i % 17), "1.00"));
-        handles.push(tokio::spawn(async move { req.send().await }));
-        if i == 100 {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(req.send().await).await;
+        });
+    }
+    drop(tx);
+    let mut accepted = BTreeSet::new();
+    let mut answered = 0;
+    while let Some(result) = rx.recv().await {
+        answered += 1;
+        if answered == 20 {
             app.shutdown.cancel();
         }
-    }
-    let mut accepted = BTreeSet::new();
-    for h in handles {
-        if let Ok(Ok(r)) = h.await {
-            if r.status().as_u16() == 202 {
-                let json: serde_json::Value = r.json().await.unwrap();
-                accepted.insert(json["transaction_id"].as_str().unwrap().to_string());
-            }
+        let Ok(r) = result else { continue }; // refused after the listener closed
+        let status = r.status().as_u16();
+        assert!(status == 202 || status == 503, "unexpected status {status}");
+        if status == 202 {
+            let json: serde_json::Value = r.json().await.unwrap();
+            accepted.insert(json["transaction_id"].as_str().unwrap().to_string());
         }
     }
     drop(client);

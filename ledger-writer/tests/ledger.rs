@@ -6,9 +6,8 @@ use ledger_writer::replay::ReplayFrom;
 use ledger_writer::Application;
 use ledgerline_contracts::events::{Decision, TxnType};
 use ledgerline_contracts::topics::{self, headers};
-use ledgerline_runtime::status::{State, StatusStore};
 use ledgerline_testkit::TestEnv;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -97,24 +96,26 @@ async fn credits_and_debits_post_balanced_entries_and_an_overdraft_is_declined()
         .find(|r| r.json()["transaction_id"] == too_much.transaction_id.to_string())
         .unwrap();
     assert_eq!(declined.json()["result"], "DECLINED");
-    let status = StatusStore::new(
-        env.redis_conn().await.unwrap(),
-        &env.redis.key_prefix,
-        &Default::default(),
-    );
-    let s = status
-        .get(&debit.transaction_id.to_string())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(s.state, State::Posted);
-    assert_eq!(s.balance_after.as_deref(), Some("7.00"));
-    let s = status
-        .get(&too_much.transaction_id.to_string())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(s.state, State::Declined);
+    // The read model gets the settlement fields (the processor's fields come from the
+    // processor; the end-to-end test in ingress reads the merged status through the API).
+    let redis = env.redis_conn().await.unwrap();
+    let hash = |id: String| {
+        let key = format!("{}txn:{id}", env.redis.key_prefix);
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("HGETALL")
+                .arg(key)
+                .query_async::<HashMap<String, String>>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    let posted = hash(debit.transaction_id.to_string()).await;
+    assert_eq!(posted["settlement"], "POSTED");
+    assert_eq!(posted["balance_after"], "7.00");
+    let declined = hash(too_much.transaction_id.to_string()).await;
+    assert_eq!(declined["settlement"], "DECLINED");
+    assert!(!declined.contains_key("balance_after"));
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Building and running the ingress application: `main` and the tests share this.
 
+use crate::audit_trail::AuditReader;
 use crate::config::Settings;
 use crate::keys::KeyRing;
 use crate::ledger::LedgerReader;
@@ -37,6 +38,9 @@ pub enum BuildError {
     /// The ledger database URL is unusable.
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+    /// The audit database URI is unusable.
+    #[error("mongo: {0}")]
+    Mongo(#[from] mongodb::error::Error),
 }
 
 /// Everything a request handler reads.
@@ -54,6 +58,8 @@ pub struct AppState {
     pub status: Arc<OnceCell<StatusStore>>,
     /// Balances and the durable transaction status (PostgreSQL, connected lazily).
     pub ledger: LedgerReader,
+    /// A transaction's events (MongoDB, connected lazily).
+    pub audit: AuditReader,
     /// Metrics and readiness.
     pub admin: AdminState,
 }
@@ -104,6 +110,7 @@ impl Application {
             publisher,
             status: Arc::new(OnceCell::new()),
             ledger: LedgerReader::new(settings.postgres.pool()?),
+            audit: AuditReader::new(&settings.mongo.database().await?, settings.http.events_max),
             admin: AdminState {
                 prometheus: telemetry::prometheus(),
                 readiness,

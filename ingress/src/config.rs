@@ -1,6 +1,7 @@
 //! Ingress settings: defaults → optional file → `LEDGERLINE_*` environment, validated once.
 
 use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_runtime::mongo::MongoSettings;
 use ledgerline_runtime::postgres::PostgresSettings;
 use ledgerline_runtime::redis_client::RedisSettings;
 use ledgerline_runtime::secret::Secret;
@@ -34,6 +35,8 @@ pub struct Settings {
     /// The ledger (balances, and the status of transactions Redis no longer holds). Ingress
     /// only reads it and never migrates.
     pub postgres: PostgresSettings,
+    /// The audit trail (a transaction's events). Ingress only reads it.
+    pub mongo: MongoSettings,
     /// Default per-merchant rate limit (a merchant may override it).
     pub rate_limit: RateLimitSettings,
     /// Merchants allowed to call the API, with their signing keys.
@@ -56,6 +59,8 @@ pub struct HttpSettings {
     pub keep_alive: bool,
     /// On shutdown, in-flight requests get this long to finish.
     pub shutdown_grace_ms: u64,
+    /// Most events one `GET /v1/transactions/{id}/events` answer lists.
+    pub events_max: i64,
 }
 
 impl Default for HttpSettings {
@@ -67,6 +72,7 @@ impl Default for HttpSettings {
             request_timeout_ms: 10_000,
             keep_alive: true,
             shutdown_grace_ms: 15_000,
+            events_max: 500,
         }
     }
 }
@@ -181,6 +187,7 @@ impl Default for Settings {
                 migrate: false,
                 ..PostgresSettings::default()
             },
+            mongo: MongoSettings::default(),
             rate_limit: RateLimitSettings::default(),
             merchants: Vec::new(),
         }
@@ -192,6 +199,12 @@ impl Validate for Settings {
         self.kafka.validate()?;
         self.redis.validate()?;
         self.postgres.validate()?;
+        self.mongo.validate()?;
+        ensure(
+            (1..=10_000).contains(&self.http.events_max),
+            "http.events_max",
+            "must be in 1..=10000",
+        )?;
         ensure(
             self.http.body_bytes_max >= 256,
             "http.body_bytes_max",

@@ -5,6 +5,7 @@
 //! - [`server`]: accept loop, connection cap, graceful drain.
 //! - [`routes`]: routing and the POST/GET handlers.
 //! - [`problem`]: RFC 9457 problem responses.
+//! - [`audit_trail`]: a transaction's events from the MongoDB audit trail.
 //! - [`keys`]: merchants' signing keys.
 //! - [`ledger`]: balance and durable-status reads from the PostgreSQL ledger.
 //! - [`rate_limit`]: per-merchant token buckets.
@@ -12,6 +13,7 @@
 //! - [`metrics`]: metric names, in one place.
 
 pub mod app;
+pub mod audit_trail;
 pub mod config;
 pub mod keys;
 pub mod ledger;

@@ -53,3 +53,8 @@ pub fn status_store_failed(operation: &'static str) {
 pub fn ledger_read_failed() {
     metrics::counter!("ledgerline_ingress_ledger_read_failures_total").increment(1);
 }
+
+/// An audit-trail (MongoDB) read that failed or timed out.
+pub fn audit_read_failed() {
+    metrics::counter!("ledgerline_ingress_audit_read_failures_total").increment(1);
+}

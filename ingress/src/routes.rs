@@ -31,6 +31,15 @@ const TRANSACTION_PREFIX: &str = "/v1/transactions/";
 const ACCOUNT_PREFIX: &str = "/v1/accounts/";
 const BALANCE_SUFFIX: &str = "/balance";
 
+const EVENTS_SUFFIX: &str = "/events";
+
+/// `/v1/transactions/{transaction_id}/events` → the raw transaction id.
+fn events_path(path: &str) -> Option<&str> {
+    path.strip_prefix(TRANSACTION_PREFIX)?
+        .strip_suffix(EVENTS_SUFFIX)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// `/v1/accounts/{account_id}/balance` → the raw account id.
 fn balance_path(path: &str) -> Option<&str> {
     path.strip_prefix(ACCOUNT_PREFIX)?
@@ -51,6 +60,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Fu
         (&Method::POST, TRANSACTIONS) => (
             "post_transaction",
             post_transaction(&state, req, &correlation_id).await,
+        ),
+        (&Method::GET, p) if events_path(p).is_some() => (
+            "get_events",
+            get_events(&state, req, events_path(p).unwrap_or_default()).await,
         ),
         (&Method::GET, p) if p.starts_with(TRANSACTION_PREFIX) => (
             "get_transaction",
@@ -376,6 +389,44 @@ async fn ledger_status(
             })
         }
     }
+}
+
+async fn get_events(
+    state: &AppState,
+    req: Request<Incoming>,
+    raw_id: &str,
+) -> Result<Response<Full<Bytes>>, Problem> {
+    let (parts, body) = read_body(state, req).await?;
+    let merchant = verify(state, &parts, "", &body)?;
+    let transaction_id: TransactionId = raw_id.parse().map_err(|_| Problem::NotFound)?;
+    let unavailable = |detail| Problem::Unavailable {
+        retry_after_secs: 1,
+        detail,
+    };
+    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let id = transaction_id.to_string();
+    let read = state.audit.events(merchant.as_str(), &id);
+    let events = match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(error)) => {
+            metrics::audit_read_failed();
+            tracing::warn!(%error, "audit read failed");
+            return Err(unavailable("the audit trail is unavailable"));
+        }
+        Err(_) => {
+            metrics::audit_read_failed();
+            return Err(unavailable("the audit trail timed out"));
+        }
+    };
+    // Unknown and another merchant's transaction look the same.
+    if events.is_empty() {
+        return Err(Problem::NotFound);
+    }
+    let body = serde_json::json!({
+        "transaction_id": transaction_id.to_string(),
+        "events": events,
+    });
+    Ok(json_response(StatusCode::OK, &body, None))
 }
 
 async fn get_balance(

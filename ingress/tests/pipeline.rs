@@ -38,10 +38,22 @@ async fn start_downstream(app: &TestApp) -> Downstream {
     let writer = ledger_writer::Application::build(ledger_settings)
         .await
         .unwrap();
-    let (a, b) = (shutdown.clone(), shutdown.clone());
+    let mut audit_kafka = env.kafka.clone();
+    audit_kafka.create_topics = false;
+    let audit = audit::Application::build(audit::Settings {
+        admin_addr: "127.0.0.1:0".parse().unwrap(),
+        kafka: audit_kafka,
+        mongo: env.mongo.clone(),
+        group_id: format!("a-{}", env.id),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (a, b, c) = (shutdown.clone(), shutdown.clone(), shutdown.clone());
     let tasks = vec![
         tokio::spawn(async move { processor.run_until_stopped(a).await.unwrap() }),
         tokio::spawn(async move { writer.run_until_stopped(b).await.unwrap() }),
+        tokio::spawn(async move { audit.run_until_stopped(c).await.unwrap() }),
     ];
     Downstream { shutdown, tasks }
 }
@@ -60,7 +72,11 @@ fn txn(account: &str, amount: &str, kind: &str) -> String {
 }
 
 async fn post(app: &TestApp, body: &str) -> String {
-    let r = app.post(&unique_key(), body).send().await.unwrap();
+    post_with_key(app, &unique_key(), body).await
+}
+
+async fn post_with_key(app: &TestApp, key: &str, body: &str) -> String {
+    let r = app.post(key, body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let v: serde_json::Value = r.json().await.unwrap();
     v["transaction_id"].as_str().unwrap().to_string()
@@ -95,7 +111,8 @@ async fn a_signed_transaction_ends_posted_with_its_balance_and_a_lost_read_model
 ) {
     let app = TestApp::start().await;
     let downstream = start_downstream(&app).await;
-    let credit = post(&app, &txn("acc-e2e", "10.00", "credit")).await;
+    let credit_key = unique_key();
+    let credit = post_with_key(&app, &credit_key, &txn("acc-e2e", "10.00", "credit")).await;
     let debit = post(&app, &txn("acc-e2e", "3.00", "debit")).await;
     let overdraw = post(&app, &txn("acc-e2e", "100.00", "debit")).await;
 
@@ -124,6 +141,64 @@ async fn a_signed_transaction_ends_posted_with_its_balance_and_a_lost_read_model
     assert_eq!(balance["balances"][0]["currency"], "EUR");
     assert_eq!(balance["balances"][0]["balance"], "7.00");
     assert_eq!(balance["balances"][0]["balance_minor"], 700);
+
+    // The merchant retries the credit (same key and body) and then sends a conflicting body
+    // under the same key: the audit trail lists every event of the transaction, in order.
+    assert_eq!(
+        post_with_key(&app, &credit_key, &txn("acc-e2e", "10.00", "credit")).await,
+        credit
+    );
+    assert_eq!(
+        post_with_key(&app, &credit_key, &txn("acc-e2e", "99.00", "credit")).await,
+        credit
+    );
+    let events_path = format!("/v1/transactions/{credit}/events");
+    let events =
+        ledgerline_testkit::wait::until("audit events", Duration::from_secs(90), || async {
+            let r = app
+                .signed_get(MERCHANT, "k-new", SECRET_NEW, &events_path)
+                .send()
+                .await
+                .ok()?;
+            let body: serde_json::Value = r.json().await.ok()?;
+            let events = body["events"].as_array()?.clone();
+            (events.len() == 7).then_some(events)
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let outcome = e["event"]["decision"]
+                .as_str()
+                .or(e["event"]["result"].as_str())
+                .unwrap_or("");
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                outcome.to_string(),
+            )
+        })
+        .collect();
+    let has = |t: &str, o: &str| kinds.iter().any(|(a, b)| a == t && b == o);
+    assert!(has("TransactionPosted", "POSTED"), "{kinds:?}");
+    assert!(has("TransactionDecided", "ACCEPTED"), "{kinds:?}");
+    assert!(has("TransactionDecided", "DUPLICATE"), "{kinds:?}");
+    assert!(has("TransactionDecided", "REJECTED"), "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(t, _)| t == "TransactionRequested")
+            .count(),
+        3
+    );
+    assert_eq!(
+        events[0]["event_type"], "TransactionRequested",
+        "oldest first"
+    );
+    assert_eq!(
+        events[0]["event"]["amount_minor"], 1_000,
+        "amounts stay integers"
+    );
 
     // Another merchant sees neither the transaction nor the account.
     let r = app

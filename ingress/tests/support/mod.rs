@@ -44,6 +44,7 @@ pub fn settings(env: &TestEnv) -> Settings {
             migrate: false,
             ..env.postgres.clone()
         },
+        mongo: env.mongo.clone(),
         merchants: vec![
             MerchantSettings {
                 id: MERCHANT.into(),

@@ -32,6 +32,67 @@ async fn an_unreachable_broker_gets_a_prompt_503_with_retry_after_and_never_a_20
     app.stop().await;
 }
 
+// The broker dies under a running ingress and comes back: 503 (never 202) while it is gone,
+// 202 again once it returns, and every 202 is on the topic.
+#[tokio::test]
+async fn a_stopped_broker_gets_503_and_ingress_recovers_when_it_returns() {
+    let mut broker = ledgerline_testkit::broker::OwnedBroker::start()
+        .await
+        .unwrap();
+    let env = ledgerline_testkit::TestEnv::new().await.unwrap();
+    let mut s = settings(&env);
+    s.kafka.brokers = broker.address();
+    s.kafka.create_topics = true;
+    s.kafka.message_timeout_ms = 2_000;
+    s.publish.produce_timeout_ms = 2_500;
+    let kafka = s.kafka.clone();
+    let app = TestApp::start_with(env, s).await;
+    let before = app
+        .post(&unique_key(), &body("acc-1", "1.00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status().as_u16(), 202);
+    let first: serde_json::Value = before.json().await.unwrap();
+
+    broker.kill();
+    let during = app
+        .post(&unique_key(), &body("acc-1", "2.00"))
+        .send()
+        .await
+        .unwrap();
+    assert!(during.headers().contains_key("retry-after"));
+    assert_problem(during, 503, "service-unavailable").await;
+
+    broker.restart().await.unwrap();
+    let after =
+        ledgerline_testkit::wait::until("202 after recovery", Duration::from_secs(60), || async {
+            let r = app
+                .post(&unique_key(), &body("acc-1", "3.00"))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 202).then_some(())
+        })
+        .await;
+    assert!(
+        after.is_ok(),
+        "ingress accepts again once the broker is back"
+    );
+    let records = read_topic(
+        &kafka,
+        &kafka.topic(topics::REQUESTS),
+        1,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(records
+        .iter()
+        .any(|r| r.json()["transaction_id"] == first["transaction_id"]));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_saturated_publisher_answers_503_instead_of_queueing_without_bound() {
     let env = ledgerline_testkit::TestEnv::new().await.unwrap();

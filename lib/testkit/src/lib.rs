@@ -5,11 +5,14 @@
 //!   local services that `scripts/up` starts.
 //! - [`wait`]: bounded polling for conditions (never a bare sleep).
 //! - [`kafka`]: producing raw messages and reading a topic back from the beginning.
+//! - [`broker`]: a broker process owned by one test, to stop and restart (outage tests).
 //!
 //! Addresses default to loopback and can be overridden with `LEDGERLINE_TEST_POSTGRES_URL`
 //! (an admin URL to the `postgres` database), `LEDGERLINE_TEST_REDIS_URL`,
-//! `LEDGERLINE_TEST_MONGO_URI` and `LEDGERLINE_TEST_KAFKA_BROKERS`.
+//! `LEDGERLINE_TEST_MONGO_URI` and `LEDGERLINE_TEST_KAFKA_BROKERS`; the owned broker's binary with
+//! `LEDGERLINE_TEST_NISSHI`.
 
+pub mod broker;
 pub mod env;
 pub mod kafka;
 pub mod wait;

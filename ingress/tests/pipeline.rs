@@ -255,3 +255,70 @@ async fn a_signed_transaction_ends_posted_with_its_balance_and_a_lost_read_model
     downstream.stop().await;
     app.stop().await;
 }
+
+// Redis loses everything (here: every key of this test's prefix, which is what FLUSHALL does to
+// it without disturbing the tests running beside it) while merchants retry requests that were
+// already posted. The processor accepts the retries afresh; the ledger must post nothing twice,
+// and the status must still say POSTED with the original balance.
+#[tokio::test]
+async fn retries_after_the_read_model_lost_its_data_post_nothing_twice_and_report_the_truth() {
+    let app = TestApp::start().await;
+    let downstream = start_downstream(&app).await;
+    let keys: Vec<String> = (0..5).map(|_| unique_key()).collect();
+    let body = txn("acc-flush", "10.00", "credit");
+    let mut ids = Vec::new();
+    for key in &keys {
+        ids.push(post_with_key(&app, key, &body).await);
+    }
+    let mut before = Vec::new();
+    for id in &ids {
+        before.push(wait_for_state(&app, id, "POSTED").await["balance_after"].clone());
+    }
+
+    let mut redis = app.env.redis_conn().await.unwrap();
+    let all: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", app.env.redis.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&all)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    for key in &keys {
+        post_with_key(&app, key, &body).await;
+    }
+    for (id, balance) in ids.iter().zip(&before) {
+        let after =
+            ledgerline_testkit::wait::until("restated", Duration::from_secs(90), || async {
+                let (code, body) = status(&app, id).await;
+                (code == 200 && body["source"] == "live" && body["state"] == "POSTED")
+                    .then_some(body)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            &after["balance_after"], balance,
+            "the original result, not a new one"
+        );
+    }
+    let (posted, postings): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM ledger_transactions WHERE account_id = 'acc-flush'),
+                (SELECT count(*) FROM postings WHERE account_id = 'acc-flush')",
+    )
+    .fetch_one(&app.env.pg)
+    .await
+    .unwrap();
+    assert_eq!((posted, postings), (5, 5));
+    let balance: i64 = sqlx::query_scalar(
+        "SELECT balance_minor FROM balances WHERE account_id = 'acc-flush' AND currency = 'EUR'",
+    )
+    .fetch_one(&app.env.pg)
+    .await
+    .unwrap();
+    assert_eq!(balance, 5_000);
+    downstream.stop().await;
+    app.stop().await;
+}

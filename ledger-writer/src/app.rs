@@ -169,19 +169,21 @@ async fn connect(
         Err(interrupted) => return Ok(Err(interrupted)),
     };
     let producer = settings.kafka.producer("ledgerline-ledger-writer")?;
+    let status = StatusStore::new(redis, &settings.redis.key_prefix, &settings.status);
     let wake = Arc::new(Notify::new());
     let writer = Writer {
         settings: settings.clone(),
         store: LedgerStore::new(pool.clone(), settings.ledger.overdraft_default_minor),
         producer: producer.clone(),
         retrier: retrier.clone(),
+        status: status.clone(),
         dlq_topic: settings.kafka.dlq(topics::OUTCOMES),
         relay_wake: wake.clone(),
     };
     let relay = Relay {
         pool,
         producer: producer.clone(),
-        status: StatusStore::new(redis, &settings.redis.key_prefix, &settings.status),
+        status,
         topic: settings.kafka.topic(topics::POSTINGS),
         settings: settings.relay,
         produce_timeout: Duration::from_millis(settings.produce_timeout_ms),

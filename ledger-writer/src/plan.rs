@@ -108,6 +108,8 @@ pub struct Plan {
     /// Decisions skipped because the transaction is already in the ledger (or earlier in
     /// the same batch): redeliveries, replays, re-emitted decisions.
     pub already_recorded: usize,
+    /// The recorded results of those found in the database (not repeats within the batch).
+    pub restated: Vec<Restated>,
 }
 
 impl Plan {
@@ -120,6 +122,29 @@ impl Plan {
     }
 }
 
+/// A transaction the ledger already holds, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// POSTED (else DECLINED).
+    pub posted: bool,
+    /// Why it was declined.
+    pub reason_code: Option<String>,
+    /// Balance after, when posted.
+    pub balance_after_minor: Option<i64>,
+    /// When it was committed.
+    pub posted_at: OffsetDateTime,
+}
+
+/// A decision for a transaction the ledger already holds: its recorded result, so the status
+/// read model can be told again (it may have lost it, e.g. a Redis restart).
+#[derive(Debug, Clone)]
+pub struct Restated {
+    /// The decision that arrived again.
+    pub decided: TransactionDecided,
+    /// What the ledger recorded the first time.
+    pub recorded: Recorded,
+}
+
 /// What the database said before planning.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -127,8 +152,8 @@ pub struct Snapshot {
     pub balances: HashMap<BalanceKey, i64>,
     /// Overdraft limits that differ from the default.
     pub overdraft: HashMap<BalanceKey, i64>,
-    /// Transactions already recorded.
-    pub recorded: HashSet<Uuid>,
+    /// Transactions already recorded, with their results.
+    pub recorded: HashMap<Uuid, Recorded>,
 }
 
 /// Every balance row a batch may touch: each account and its clearing shard.
@@ -170,7 +195,17 @@ pub fn plan(
     let mut seen: HashSet<Uuid> = HashSet::new();
     for accepted in batch {
         let id = *accepted.decided.transaction_id.as_uuid();
-        if snapshot.recorded.contains(&id) || !seen.insert(id) {
+        if let Some(recorded) = snapshot.recorded.get(&id) {
+            plan.already_recorded += 1;
+            if seen.insert(id) {
+                plan.restated.push(Restated {
+                    decided: accepted.decided,
+                    recorded: recorded.clone(),
+                });
+            }
+            continue;
+        }
+        if !seen.insert(id) {
             plan.already_recorded += 1;
             continue;
         }
@@ -380,12 +415,24 @@ mod tests {
         let again = first.clone();
         let other = decided("k2", "a", TxnType::Credit, 7);
         let mut snapshot = Snapshot::default();
-        snapshot
-            .recorded
-            .insert(*other.decided.transaction_id.as_uuid());
+        snapshot.recorded.insert(
+            *other.decided.transaction_id.as_uuid(),
+            Recorded {
+                posted: true,
+                reason_code: None,
+                balance_after_minor: Some(7),
+                posted_at: OffsetDateTime::now_utc(),
+            },
+        );
         let plan = run(vec![first, again, other], &snapshot);
         assert_eq!(plan.transactions.len(), 1);
         assert_eq!(plan.already_recorded, 2);
+        assert_eq!(
+            plan.restated.len(),
+            1,
+            "the recorded one is restated, the repeat is not"
+        );
+        assert_eq!(plan.restated[0].recorded.balance_after_minor, Some(7));
     }
 
     #[test]

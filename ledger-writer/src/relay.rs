@@ -16,6 +16,7 @@
 
 use crate::config::RelaySettings;
 use crate::metrics;
+use crate::plan::Restated;
 use ledgerline_contracts::events::{self, Event, PostingResult, TransactionPosted};
 use ledgerline_contracts::money::format_minor;
 use ledgerline_runtime::backoff::{BackoffSettings, Interrupted, Retrier};
@@ -231,16 +232,47 @@ impl Relay {
 
 /// The read-model update for a ledger result.
 fn settled(posted: &TransactionPosted) -> StatusUpdate {
-    StatusUpdate::Settled {
-        transaction_id: posted.transaction_id.to_string(),
-        state: match posted.result {
-            PostingResult::Posted => State::Posted,
-            PostingResult::Declined => State::Declined,
-        },
-        reason_code: posted.reason_code.clone(),
-        balance_after: posted
+    settlement(
+        posted.transaction_id.to_string(),
+        posted.result == PostingResult::Posted,
+        posted.reason_code.clone(),
+        posted
             .balance_after_minor
             .map(|b| format_minor(b, posted.currency)),
-        at: posted.posted_at.format(&Rfc3339).unwrap_or_default(),
+        posted.posted_at,
+    )
+}
+
+/// The read-model update restating a result the ledger already had (the read model may have
+/// lost it: a Redis restart or expiry while the decision was re-sent).
+pub(crate) fn restated(r: &Restated) -> StatusUpdate {
+    settlement(
+        r.decided.transaction_id.to_string(),
+        r.recorded.posted,
+        r.recorded.reason_code.clone(),
+        r.recorded
+            .balance_after_minor
+            .map(|b| format_minor(b, r.decided.currency)),
+        r.recorded.posted_at,
+    )
+}
+
+fn settlement(
+    transaction_id: String,
+    posted: bool,
+    reason_code: Option<String>,
+    balance_after: Option<String>,
+    at: time::OffsetDateTime,
+) -> StatusUpdate {
+    StatusUpdate::Settled {
+        transaction_id,
+        state: if posted {
+            State::Posted
+        } else {
+            State::Declined
+        },
+        reason_code,
+        balance_after,
+        at: at.format(&Rfc3339).unwrap_or_default(),
     }
 }

@@ -16,10 +16,10 @@
 //! transaction despite the locks, the second's batch fails as a whole and is retried, and on
 //! the retry it sees the first's rows and skips them.
 
-use crate::plan::{self, Accepted, BalanceKey, Plan, Snapshot};
+use crate::plan::{self, Accepted, BalanceKey, Plan, Recorded, Snapshot};
 use ledgerline_contracts::events;
 use sqlx::{PgPool, Postgres, Row, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -125,14 +125,26 @@ async fn snapshot(
         .iter()
         .map(|a| *a.decided.transaction_id.as_uuid())
         .collect();
-    let recorded: HashSet<Uuid> = sqlx::query_scalar(
-        "SELECT transaction_id FROM ledger_transactions WHERE transaction_id = ANY($1::uuid[])",
+    let rows = sqlx::query(
+        "SELECT transaction_id, result, reason_code, balance_after_minor, posted_at
+         FROM ledger_transactions WHERE transaction_id = ANY($1::uuid[])",
     )
     .bind(&ids)
     .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let mut recorded = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let result: String = row.try_get("result")?;
+        recorded.insert(
+            row.try_get::<Uuid, _>("transaction_id")?,
+            Recorded {
+                posted: result == "POSTED",
+                reason_code: row.try_get("reason_code")?,
+                balance_after_minor: row.try_get("balance_after_minor")?,
+                posted_at: row.try_get("posted_at")?,
+            },
+        );
+    }
 
     let rows = sqlx::query(
         "SELECT l.merchant_id, l.account_id, l.currency, l.overdraft_minor

@@ -20,6 +20,7 @@ use ledgerline_contracts::events::{Decision, PostingResult, TransactionDecided};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::kafka::decode_message;
+use ledgerline_runtime::status::StatusStore;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -66,6 +67,7 @@ pub struct Writer {
     pub(crate) store: LedgerStore,
     pub(crate) producer: FutureProducer,
     pub(crate) retrier: Retrier,
+    pub(crate) status: StatusStore,
     pub(crate) dlq_topic: String,
     pub(crate) relay_wake: Arc<Notify>,
 }
@@ -153,6 +155,14 @@ impl Writer {
             std::process::abort();
         }
         self.relay_wake.notify_one();
+        if !plan.restated.is_empty() {
+            // Idempotent (HSETNX): a no-op when the read model still has the result.
+            let updates: Vec<_> = plan.restated.iter().map(crate::relay::restated).collect();
+            self.retry("redis", crate::relay::REDIS, shutdown, || {
+                self.status.apply(&updates)
+            })
+            .await?;
+        }
         record(&plan, &mut report);
         Ok(report)
     }

@@ -5,7 +5,8 @@
 //!   local services that `scripts/up` starts.
 //! - [`wait`]: bounded polling for conditions (never a bare sleep).
 //! - [`kafka`]: producing raw messages and reading a topic back from the beginning.
-//! - [`broker`]: a broker process owned by one test, to stop and restart (outage tests).
+//! - [`broker`], [`redis_server`]: a broker or Redis owned by one test, to stop and restart
+//!   (outage tests).
 //!
 //! Addresses default to loopback and can be overridden with `LEDGERLINE_TEST_POSTGRES_URL`
 //! (an admin URL to the `postgres` database), `LEDGERLINE_TEST_REDIS_URL`,
@@ -15,6 +16,7 @@
 pub mod broker;
 pub mod env;
 pub mod kafka;
+pub mod redis_server;
 pub mod wait;
 
 pub use env::TestEnv;

@@ -82,15 +82,21 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Consumes until `shutdown`: finishes the batch in hand, commits, leaves the group.
+    ///
+    /// The next batch is fetched while the current one is written, so the broker fetch and the
+    /// database transaction overlap; batches are still written strictly one after another, in
+    /// offset order, and a batch's offsets are committed only after its own commit.
     pub async fn run(&self, consumer: &StreamConsumer, shutdown: CancellationToken) {
         let mut committer = Committer::default();
-        loop {
-            let batch = next_batch(consumer, &self.settings.batch, &shutdown).await;
-            if batch.is_empty() {
-                break;
-            }
+        let mut batch = next_batch(consumer, &self.settings.batch, &shutdown).await;
+        while !batch.is_empty() {
             let started = Instant::now();
-            if self.process(&batch, &shutdown).await.is_err() {
+            let (written, next) = tokio::join!(
+                self.process(&batch, &shutdown),
+                next_batch(consumer, &self.settings.batch, &shutdown),
+            );
+            if written.is_err() {
+                // `next` was fetched but not written: it is redelivered with this batch.
                 tracing::warn!(
                     messages = batch.len(),
                     "shutdown during an outage; batch left uncommitted"
@@ -108,6 +114,7 @@ impl Writer {
             }
             metrics::batch_size(batch.len());
             metrics::batch_duration(started.elapsed());
+            batch = next;
         }
         consumer.unsubscribe();
         tracing::info!("ledger-writer loop stopped");

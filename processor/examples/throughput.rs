@@ -1,0 +1,214 @@
+//! Processor throughput benchmark (a report, not a test).
+//!
+//! 1. Pre-fills `txn.requests` of a fresh environment with N requests over A accounts, 5 % of
+//!    them retries (same key and body, new request id) of earlier ones.
+//! 2. Service rate: starts the real processor and times the first to the last outcome.
+//! 3. Raw rate, same run and broker: a consumer in its own group reads the same topic in
+//!    batches of the same size and produces every value to another topic, waiting for the
+//!    acks per batch — consume→produce without Redis or decisions.
+//!
+//! ```bash
+//! cargo run --release -p processor --example throughput -- 1000000 10000
+//! ```
+
+use futures::StreamExt;
+use ledgerline_contracts::currency::Currency;
+use ledgerline_contracts::events::{self, Event, TransactionRequested, TxnType, SCHEMA_VERSION};
+use ledgerline_contracts::ids::{
+    AccountId, EventId, IdempotencyKey, MerchantId, RequestId, TransactionId, DEFAULT_NAMESPACE,
+};
+use ledgerline_contracts::topics;
+use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
+use ledgerline_testkit::TestEnv;
+use processor::{Application, Settings};
+use rand::Rng;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const PRODUCE_IN_FLIGHT_MAX: usize = 5_000;
+
+fn requests(n: usize, accounts: usize) -> Vec<TransactionRequested> {
+    let mut rng = rand::rng();
+    let merchant = MerchantId::parse("bench").unwrap();
+    let now = ledgerline_runtime::time::now();
+    let mut out: Vec<TransactionRequested> = Vec::with_capacity(n);
+    for i in 0..n {
+        if i > 0 && rng.random_bool(0.05) {
+            let mut retry = out[rng.random_range(0..i)].clone();
+            retry.request_id = RequestId::new_v7();
+            retry.event_id = EventId::new_v7();
+            out.push(retry);
+            continue;
+        }
+        let key = IdempotencyKey::parse(&format!("p{i}")).unwrap();
+        out.push(TransactionRequested {
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId::new_v7(),
+            request_id: RequestId::new_v7(),
+            transaction_id: TransactionId::derive(DEFAULT_NAMESPACE, &merchant, &key),
+            merchant_id: merchant.clone(),
+            account_id: AccountId::parse(&format!("acc-{}", rng.random_range(0..accounts)))
+                .unwrap(),
+            idempotency_key: key,
+            txn_type: TxnType::Credit,
+            amount_minor: rng.random_range(1..10_000),
+            currency: Currency::EUR,
+            description: None,
+            metadata: Default::default(),
+            callback_url: None,
+            request_fingerprint: format!("{i:064x}"),
+            correlation_id: format!("bench-{i}"),
+            received_at: now,
+        });
+    }
+    out
+}
+
+async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionRequested]) {
+    let started = Instant::now();
+    for chunk in all.chunks(PRODUCE_IN_FLIGHT_MAX) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(events::encode).collect();
+        let sends = chunk.iter().zip(&payloads).map(|(r, payload)| {
+            let record = FutureRecord::to(topic)
+                .key(r.account_id.as_str())
+                .payload(payload)
+                .headers(event_headers(
+                    TransactionRequested::EVENT_TYPE,
+                    &r.correlation_id,
+                ));
+            producer.send(record, Duration::from_secs(60))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| e).expect("prefill produce");
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "prefill: {} in {secs:.1} s ({:.0}/s)",
+        all.len(),
+        all.len() as f64 / secs
+    );
+}
+
+/// Sum of the high watermarks of `topic` (messages written so far).
+fn written(consumer: &StreamConsumer, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+async fn raw_consume_produce(
+    kafka: &KafkaSettings,
+    from: &str,
+    to: &str,
+    n: usize,
+    batch: usize,
+) -> f64 {
+    let consumer = kafka
+        .consumer("bench-raw", &format!("raw-{}", uuid::Uuid::new_v4()))
+        .unwrap();
+    consumer.subscribe(&[from]).unwrap();
+    let producer = kafka.producer("bench-raw").unwrap();
+    let mut stream = consumer.stream();
+    let mut seen = 0;
+    let mut started = None;
+    while seen < n {
+        let mut messages = Vec::with_capacity(batch);
+        while messages.len() < batch && seen + messages.len() < n {
+            let next = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+            match next {
+                Ok(Some(Ok(m))) => messages.push(m.detach()),
+                Ok(_) => {}
+                Err(_) if !messages.is_empty() => break,
+                Err(_) => {}
+            }
+        }
+        started.get_or_insert_with(Instant::now);
+        let sends = messages.iter().map(|m| {
+            let mut record = FutureRecord::to(to).payload(m.payload().unwrap_or_default());
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            producer.send(record, Duration::from_secs(30))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| e).expect("raw produce");
+        }
+        seen += messages.len();
+    }
+    started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("usage: throughput [requests] [accounts]"))
+        .collect();
+    let n = args.first().copied().unwrap_or(1_000_000);
+    let accounts = args.get(1).copied().unwrap_or(10_000);
+    let all = requests(n, accounts);
+    let mut env = TestEnv::new().await?;
+    env.kafka.partitions = 12;
+    env.kafka.topic_prefix = format!("pbench{}.", env.id);
+    let raw_topic = env.kafka.topic("raw.copy");
+    let mut topics_to_create = env.kafka.pipeline_topics();
+    topics_to_create.push(raw_topic.clone());
+    env.kafka.ensure_topics(&topics_to_create).await?;
+    let producer = env.kafka.producer("bench-prefill")?;
+    let requests_topic = env.topic(topics::REQUESTS);
+    prefill(&producer, &requests_topic, &all).await;
+
+    let mut settings = Settings {
+        admin_addr: "127.0.0.1:0".parse()?,
+        kafka: env.kafka.clone(),
+        redis: env.redis.clone(),
+        group_id: format!("bench-{}", env.id),
+        ..Settings::default()
+    };
+    settings.kafka.create_topics = false;
+    let batch = settings.batch.batch_size_max;
+    let watcher = env.kafka.reader("bench-watch")?;
+    let outcomes = env.topic(topics::OUTCOMES);
+    let app = Application::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let mut first = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = written(&watcher, &outcomes, 12);
+        if done > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        if done >= n as i64 {
+            break;
+        }
+    }
+    let service_secs = first.map_or(0.0, |f: Instant| f.elapsed().as_secs_f64());
+    shutdown.cancel();
+    task.await??;
+
+    let raw_secs = raw_consume_produce(&env.kafka, &requests_topic, &raw_topic, n, batch).await;
+    let service = n as f64 / service_secs;
+    let raw = n as f64 / raw_secs;
+    println!(
+        "{}",
+        serde_json::json!({
+            "requests": n, "accounts": accounts, "retries_share": 0.05,
+            "batch_size_max": batch,
+            "service_seconds": service_secs, "service_per_second": service.round(),
+            "raw_seconds": raw_secs, "raw_per_second": raw.round(),
+            "ratio": (service / raw * 100.0).round() / 100.0,
+        })
+    );
+    Ok(())
+}

@@ -3,8 +3,13 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// A secret value: its `Debug`, `Display` and `Serialize` forms are always `[redacted]`, so
-/// printing a settings struct (as services do at start-up) can never leak it.
+/// A secret value: its `Debug` and `Display` forms are always `[redacted]`, so logging a
+/// settings struct (as services do at start-up, with `?settings`) can never leak it.
+///
+/// `Serialize` writes the real value: settings are layered by serializing the defaults and
+/// merging files and the environment over them, and a redacted default would replace the real
+/// one (a service started without `LEDGERLINE_REDIS__URL` would get `[redacted]` as its URL).
+/// Nothing serializes settings for output except `--print-settings`, which prints defaults.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret<T>(T);
 
@@ -32,9 +37,9 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
-impl<T> Serialize for Secret<T> {
+impl<T: Serialize> Serialize for Secret<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("[redacted]")
+        self.0.serialize(serializer)
     }
 }
 
@@ -52,7 +57,14 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2".to_string());
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_secret_survives_a_serialization_round_trip() {
+        let s = Secret::new("redis://127.0.0.1:6379/0".to_string());
+        let back: Secret<String> =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.expose(), s.expose());
     }
 }

@@ -180,6 +180,35 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct WithSecret {
+        url: crate::secret::Secret<String>,
+    }
+
+    impl Default for WithSecret {
+        fn default() -> Self {
+            Self {
+                url: crate::secret::Secret::new("redis://127.0.0.1:6379/0".into()),
+            }
+        }
+    }
+
+    impl Validate for WithSecret {
+        fn validate(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_secret_left_at_its_default_keeps_its_value() {
+        figment::Jail::expect_with(|_| {
+            let s: WithSecret = load_from(None, Env::prefixed(ENV_PREFIX).split("__")).unwrap();
+            assert_eq!(s.url.expose(), "redis://127.0.0.1:6379/0");
+            Ok(())
+        });
+    }
+
     #[test]
     fn environment_overrides_defaults_and_ignores_unrelated_variables() {
         figment::Jail::expect_with(|jail| {

@@ -26,6 +26,7 @@ use crate::metrics;
 use crate::store::{AuditStore, Pending, Position, StoreError, Stored};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
+use ledgerline_runtime::kafka::DeadLetterer;
 use mongodb::bson::DateTime;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -72,7 +73,7 @@ struct Written {
 pub struct Writer {
     settings: Settings,
     store: AuditStore,
-    producer: FutureProducer,
+    dead_letters: DeadLetterer,
     retrier: Retrier,
     /// The last link this process wrote per partition: spares the head query when the next
     /// batch continues right after it. Never trusted otherwise.
@@ -95,10 +96,16 @@ impl Writer {
         producer: FutureProducer,
         retrier: Retrier,
     ) -> Self {
+        let dead_letters = DeadLetterer::new(
+            producer,
+            retrier.clone(),
+            KAFKA,
+            Duration::from_millis(settings.produce_timeout_ms),
+        );
         Self {
             settings,
             store,
-            producer,
+            dead_letters,
             retrier,
             heads: HashMap::new(),
         }
@@ -279,25 +286,8 @@ impl Writer {
         reason: &'static str,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        use rdkafka::Message;
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering poison message"
-        );
-        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
-        self.retrier
-            .run("kafka", KAFKA, shutdown, || {
-                ledgerline_runtime::kafka::dead_letter(
-                    &self.producer,
-                    dlq_topic,
-                    message,
-                    reason,
-                    timeout,
-                )
-            })
+        self.dead_letters
+            .send(dlq_topic, message, reason, shutdown)
             .await?;
         metrics::dead_lettered(reason);
         Ok(())

@@ -10,6 +10,7 @@ use ledgerline_runtime::admin::{AdminServer, AdminState};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::kafka::DeadLetterer;
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::{postgres, telemetry};
 use rdkafka::consumer::Consumer;
@@ -174,7 +175,12 @@ async fn connect(
     let writer = Writer {
         settings: settings.clone(),
         store: LedgerStore::new(pool.clone(), settings.ledger.overdraft_default_minor),
-        producer: producer.clone(),
+        dead_letters: DeadLetterer::new(
+            producer.clone(),
+            retrier.clone(),
+            KAFKA,
+            Duration::from_millis(settings.produce_timeout_ms),
+        ),
         retrier: retrier.clone(),
         status: status.clone(),
         dlq_topic: settings.kafka.dlq(topics::OUTCOMES),

@@ -19,15 +19,13 @@ use crate::store::LedgerStore;
 use ledgerline_contracts::events::{Decision, PostingResult, TransactionDecided};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
-use ledgerline_runtime::kafka::decode_message;
+use ledgerline_runtime::kafka::{decode_message, DeadLetterer};
 use ledgerline_runtime::status::StatusStore;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +63,7 @@ impl std::ops::AddAssign for BatchReport {
 pub struct Writer {
     pub(crate) settings: Settings,
     pub(crate) store: LedgerStore,
-    pub(crate) producer: FutureProducer,
+    pub(crate) dead_letters: DeadLetterer,
     pub(crate) retrier: Retrier,
     pub(crate) status: StatusStore,
     pub(crate) dlq_topic: String,
@@ -150,7 +148,8 @@ impl Writer {
             return Ok(report);
         }
         let plan = self
-            .retry("postgres", POSTGRES, shutdown, || async {
+            .retrier
+            .run("postgres", POSTGRES, shutdown, || async {
                 let started = Instant::now();
                 let result = self.store.post(&accepted).await;
                 metrics::db_duration(started.elapsed());
@@ -165,10 +164,11 @@ impl Writer {
         if !plan.restated.is_empty() {
             // Idempotent (HSETNX): a no-op when the read model still has the result.
             let updates: Vec<_> = plan.restated.iter().map(crate::relay::restated).collect();
-            self.retry("redis", crate::relay::REDIS, shutdown, || {
-                self.status.apply(&updates)
-            })
-            .await?;
+            self.retrier
+                .run("redis", crate::relay::REDIS, shutdown, || {
+                    self.status.apply(&updates)
+                })
+                .await?;
         }
         record(&plan, &mut report);
         Ok(report)
@@ -180,42 +180,11 @@ impl Writer {
         reason: &'static str,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering poison message"
-        );
-        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
-        self.retry("kafka", KAFKA, shutdown, || {
-            ledgerline_runtime::kafka::dead_letter(
-                &self.producer,
-                &self.dlq_topic,
-                message,
-                reason,
-                timeout,
-            )
-        })
-        .await?;
+        self.dead_letters
+            .send(&self.dlq_topic, message, reason, shutdown)
+            .await?;
         metrics::dead_lettered(reason);
         Ok(())
-    }
-
-    /// Retries `op` through the service's [`Retrier`].
-    async fn retry<T, E, F, Fut>(
-        &self,
-        dependency: &'static str,
-        check: &'static str,
-        shutdown: &CancellationToken,
-        op: F,
-    ) -> Result<T, Interrupted>
-    where
-        E: std::fmt::Display,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.retrier.run(dependency, check, shutdown, op).await
     }
 }
 

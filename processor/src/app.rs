@@ -9,6 +9,7 @@ use ledgerline_runtime::admin::{AdminServer, AdminState};
 use ledgerline_runtime::backoff::{Backoff, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::kafka::DeadLetterer;
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::telemetry;
 use rdkafka::consumer::Consumer;
@@ -94,6 +95,11 @@ impl Application {
         let producer = settings.kafka.producer("ledgerline-processor")?;
         spawn_lag_reporter(consumer.clone(), "processor", shutdown.child_token());
 
+        let retrier = Retrier::new(
+            settings.backoff,
+            readiness.clone(),
+            "ledgerline_processor_retries_total",
+        );
         let processor = Processor {
             idempotency: IdempotencyStore::new(
                 conn.clone(),
@@ -106,11 +112,13 @@ impl Application {
             dlq_topic: settings.kafka.dlq(topics::REQUESTS),
             consumer,
             producer: producer.clone(),
-            retrier: Retrier::new(
-                settings.backoff,
-                readiness.clone(),
-                "ledgerline_processor_retries_total",
+            dead_letters: DeadLetterer::new(
+                producer.clone(),
+                retrier.clone(),
+                KAFKA,
+                Duration::from_millis(settings.produce_timeout_ms),
             ),
+            retrier,
             readiness,
             settings: settings.clone(),
         };

@@ -26,12 +26,11 @@ use ledgerline_contracts::topics;
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::health::Readiness;
-use ledgerline_runtime::kafka::{decode_message, produce_all, Outgoing};
+use ledgerline_runtime::kafka::{decode_message, produce_all, DeadLetterer, Outgoing};
 use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
@@ -52,6 +51,7 @@ pub struct Processor {
     pub(crate) rules: Rules,
     pub(crate) readiness: Readiness,
     pub(crate) retrier: Retrier,
+    pub(crate) dead_letters: DeadLetterer,
     pub(crate) outcomes_topic: String,
     pub(crate) dlq_topic: String,
 }
@@ -156,7 +156,8 @@ impl Processor {
             .collect();
 
         let found = self
-            .retry("redis", REDIS, shutdown, || async {
+            .retrier
+            .run("redis", REDIS, shutdown, || async {
                 let started = Instant::now();
                 let result = self.idempotency.claim(&proposals).await;
                 metrics::redis_duration("claim", started.elapsed());
@@ -188,13 +189,14 @@ impl Processor {
 
         self.produce_all(&decided, shutdown).await?;
         let updates = status_updates(&decided);
-        self.retry("redis", REDIS, shutdown, || async {
-            let started = Instant::now();
-            let result = self.status.apply(&updates).await;
-            metrics::redis_duration("status", started.elapsed());
-            result
-        })
-        .await?;
+        self.retrier
+            .run("redis", REDIS, shutdown, || async {
+                let started = Instant::now();
+                let result = self.status.apply(&updates).await;
+                metrics::redis_duration("status", started.elapsed());
+                result
+            })
+            .await?;
         tally.emit();
         Ok(())
     }
@@ -240,42 +242,11 @@ impl Processor {
         reason: &'static str,
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering poison message"
-        );
-        let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
-        self.retry("kafka", KAFKA, shutdown, || {
-            ledgerline_runtime::kafka::dead_letter(
-                &self.producer,
-                &self.dlq_topic,
-                message,
-                reason,
-                timeout,
-            )
-        })
-        .await?;
+        self.dead_letters
+            .send(&self.dlq_topic, message, reason, shutdown)
+            .await?;
         metrics::dead_lettered(reason);
         Ok(())
-    }
-
-    /// Retries `op` through the service's [`Retrier`].
-    async fn retry<T, E, F, Fut>(
-        &self,
-        dependency: &'static str,
-        check: &'static str,
-        shutdown: &CancellationToken,
-        op: F,
-    ) -> Result<T, Interrupted>
-    where
-        E: std::fmt::Display,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.retrier.run(dependency, check, shutdown, op).await
     }
 }
 

@@ -395,6 +395,65 @@ pub async fn dead_letter<M: Message>(
         .map_err(|(e, _)| e)
 }
 
+/// Sends poison messages to a dead-letter topic, retrying while Kafka is down: the one way
+/// every consumer dead-letters, so the log line, the retry pacing and the readiness flag agree.
+#[derive(Clone)]
+pub struct DeadLetterer {
+    producer: FutureProducer,
+    retrier: crate::backoff::Retrier,
+    check: &'static str,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DeadLetterer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterer")
+            .field("check", &self.check)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadLetterer {
+    /// Produces through `producer`; while Kafka refuses, `retrier` paces the attempts and keeps
+    /// the readiness flag `check` false. Each attempt waits at most `timeout` for the ack.
+    pub fn new(
+        producer: FutureProducer,
+        retrier: crate::backoff::Retrier,
+        check: &'static str,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            producer,
+            retrier,
+            check,
+            timeout,
+        }
+    }
+
+    /// Returns once `dlq_topic` has `message` (see [`dead_letter`]), or `Interrupted` at
+    /// shutdown (the caller then leaves the message uncommitted).
+    pub async fn send<M: Message + Sync>(
+        &self,
+        dlq_topic: &str,
+        message: &M,
+        reason: &'static str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), crate::backoff::Interrupted> {
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering poison message"
+        );
+        self.retrier
+            .run("kafka", self.check, shutdown, || {
+                dead_letter(&self.producer, dlq_topic, message, reason, self.timeout)
+            })
+            .await
+    }
+}
+
 /// Whether a Kafka error is worth retrying (broker down, timeouts, queue full) rather than a
 /// permanent fault of the message or configuration.
 pub fn is_retryable(error: &KafkaError) -> bool {

@@ -1,9 +1,9 @@
 //! A Kafka-compatible broker owned by one test: its own process, port and storage, so a test
 //! can stop and restart it without disturbing the shared broker every other test uses.
 
-use std::net::TcpListener;
+use crate::owned::OwnedProcess;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The broker binary: `LEDGERLINE_TEST_NISSHI`, else where `scripts/up` installs it.
@@ -23,25 +23,15 @@ fn binary() -> PathBuf {
 /// A running (or stopped) test-owned broker. Killed on drop.
 #[derive(Debug)]
 pub struct OwnedBroker {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
+    process: OwnedProcess,
 }
 
 impl OwnedBroker {
     /// Starts a broker on a free loopback port with storage in a fresh directory, and waits
-    /// until it answers metadata requests.
+    /// until it accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!(
-            "ledgerline-broker-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir)?;
         let mut broker = Self {
-            port,
-            dir,
-            child: None,
+            process: OwnedProcess::prepare("broker")?,
         };
         broker.restart().await?;
         Ok(broker)
@@ -49,26 +39,24 @@ impl OwnedBroker {
 
     /// `host:port` for `kafka.brokers`.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.process.port())
     }
 
     /// Kills the broker (SIGKILL): clients see connections refused until [`restart`].
     ///
     /// [`restart`]: OwnedBroker::restart
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Starts the broker again on the same port and storage, and waits until it answers.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let port = self.process.port();
+        let url = format!("tcp://127.0.0.1:{port}");
         // Run from / with an absolute path: the sqlite engine resolves its file against the
         // working directory (see scripts/lib.sh).
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .current_dir("/")
             .env_remove("RUST_LOG")
             .args([
@@ -79,26 +67,18 @@ impl OwnedBroker {
                 &url,
             ])
             .arg("--storage-engine")
-            .arg(format!("sqlite://{}/broker.db", self.dir.display()))
-            .args(["--group-initial-rebalance-delay", "250ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary().display()))?;
-        self.child = Some(child);
+            .arg(format!(
+                "sqlite://{}/broker.db",
+                self.process.dir().display()
+            ))
+            .args(["--group-initial-rebalance-delay", "250ms"]);
+        self.process.spawn(command)?;
         crate::wait::until("owned broker answers", Duration::from_secs(30), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .ok()
                 .map(|_| ())
         })
         .await
-    }
-}
-
-impl Drop for OwnedBroker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

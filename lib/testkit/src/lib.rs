@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod env;
 pub mod kafka;
+mod owned;
 pub mod redis_server;
 pub mod wait;
 

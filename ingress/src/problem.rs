@@ -39,8 +39,8 @@ pub enum Problem {
     NotFound,
     /// 408: the body did not arrive within `http.request_timeout_ms`.
     RequestTimeout,
-    /// 405.
-    MethodNotAllowed,
+    /// 405: `allow` is what the path defines (the `Allow` header).
+    MethodNotAllowed { allow: &'static str },
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 415.
@@ -95,7 +95,7 @@ impl Problem {
             | InvalidSignature => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -121,7 +121,7 @@ impl Problem {
             InvalidSignature => "invalid-signature",
             NotFound => "not-found",
             RequestTimeout => "request-timeout",
-            MethodNotAllowed => "method-not-allowed",
+            MethodNotAllowed { .. } => "method-not-allowed",
             PayloadTooLarge { .. } => "payload-too-large",
             UnsupportedMediaType => "unsupported-media-type",
             Unprocessable { .. } => "unprocessable-amount-or-currency",
@@ -146,7 +146,7 @@ impl Problem {
             InvalidSignature => "Invalid signature",
             NotFound => "Not found",
             RequestTimeout => "Request timeout",
-            MethodNotAllowed => "Method not allowed",
+            MethodNotAllowed { .. } => "Method not allowed",
             PayloadTooLarge { .. } => "Payload too large",
             UnsupportedMediaType => "Unsupported media type",
             Unprocessable { .. } => "Unprocessable transaction",
@@ -171,7 +171,7 @@ impl Problem {
             InvalidSignature => "the request signature could not be verified".into(),
             NotFound => "no such resource".into(),
             RequestTimeout => "the request body did not arrive in time".into(),
-            MethodNotAllowed => "method not allowed on this resource".into(),
+            MethodNotAllowed { .. } => "method not allowed on this resource".into(),
             PayloadTooLarge { limit } => format!("the body exceeds {limit} bytes"),
             UnsupportedMediaType => "Content-Type must be application/json".into(),
             Unprocessable { field, detail, .. } => format!("field `{field}`: {detail}"),
@@ -217,7 +217,7 @@ impl Problem {
             } => {
                 builder = builder.header(header::RETRY_AFTER, retry_after_secs.to_string());
             }
-            Problem::MethodNotAllowed => builder = builder.header(header::ALLOW, "GET, POST"),
+            Problem::MethodNotAllowed { allow } => builder = builder.header(header::ALLOW, *allow),
             _ => {}
         }
         builder
@@ -282,6 +282,121 @@ mod tests {
             let body = format!("{:?}", response.body());
             assert!(body.contains(code), "{code} missing from {body}");
         }
+    }
+
+    /// One of each variant. The `match` has no wildcard, so a new variant does not compile
+    /// until it is listed here, and so until the test below has checked it.
+    fn every_problem() -> Vec<Problem> {
+        let all = vec![
+            Problem::MalformedJson(String::new()),
+            Problem::MissingField("account_id"),
+            Problem::UnknownField(String::new()),
+            Problem::InvalidField {
+                field: "amount",
+                detail: String::new(),
+            },
+            Problem::MissingHeader("Idempotency-Key"),
+            Problem::InvalidHeader("Idempotency-Key"),
+            Problem::AuthenticationRequired("X-Signature"),
+            Problem::MalformedAuthentication("X-Signature"),
+            Problem::StaleTimestamp,
+            Problem::InvalidSignature,
+            Problem::NotFound,
+            Problem::RequestTimeout,
+            Problem::MethodNotAllowed { allow: "GET" },
+            Problem::PayloadTooLarge { limit: 1 },
+            Problem::UnsupportedMediaType,
+            Problem::Unprocessable {
+                field: "amount",
+                reason_code: "AMOUNT_ZERO",
+                detail: String::new(),
+            },
+            Problem::RateLimited {
+                retry_after_secs: 1,
+            },
+            Problem::Unavailable {
+                retry_after_secs: 1,
+                detail: "",
+            },
+            Problem::Internal,
+        ];
+        for problem in &all {
+            match problem {
+                Problem::MalformedJson(_)
+                | Problem::MissingField(_)
+                | Problem::UnknownField(_)
+                | Problem::InvalidField { .. }
+                | Problem::MissingHeader(_)
+                | Problem::InvalidHeader(_)
+                | Problem::AuthenticationRequired(_)
+                | Problem::MalformedAuthentication(_)
+                | Problem::StaleTimestamp
+                | Problem::InvalidSignature
+                | Problem::NotFound
+                | Problem::RequestTimeout
+                | Problem::MethodNotAllowed { .. }
+                | Problem::PayloadTooLarge { .. }
+                | Problem::UnsupportedMediaType
+                | Problem::Unprocessable { .. }
+                | Problem::RateLimited { .. }
+                | Problem::Unavailable { .. }
+                | Problem::Internal => {}
+            }
+        }
+        all
+    }
+
+    /// Every `(status, type)` pair the spec declares: each problem response's schema is
+    /// `allOf: [Problem, {properties: {status: {const}, type: {const | enum}}}]`.
+    fn documented_problems(spec: &serde_json::Value) -> Vec<(u64, String)> {
+        let mut found = Vec::new();
+        let mut stack = vec![spec];
+        while let Some(node) = stack.pop() {
+            match node {
+                serde_json::Value::Object(map) => {
+                    let properties = map.get("properties");
+                    let status = properties.and_then(|p| p["status"]["const"].as_u64());
+                    if let (Some(status), Some(kind)) = (status, properties.map(|p| &p["type"])) {
+                        let kinds = kind["const"].as_str().into_iter().chain(
+                            kind["enum"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|k| k.as_str()),
+                        );
+                        found.extend(kinds.map(|k| (status, k.to_string())));
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_problem_type_is_documented_in_the_openapi_spec_with_its_status() {
+        let spec: serde_json::Value =
+            serde_norway::from_str(include_str!("../../docs/openapi.yaml")).unwrap();
+        let documented = documented_problems(&spec);
+        for problem in every_problem() {
+            let pair = (
+                u64::from(problem.status().as_u16()),
+                format!("{TYPE_BASE}{}", problem.slug()),
+            );
+            assert!(
+                documented.contains(&pair),
+                "{pair:?} is not a documented problem in docs/openapi.yaml"
+            );
+        }
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_methods_the_path_defines() {
+        let r = Problem::MethodNotAllowed { allow: "GET" }.to_response(None);
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], "GET");
     }
 
     #[test]

@@ -73,8 +73,10 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Fu
             "get_balance",
             get_balance(&state, req, balance_path(p).unwrap_or_default()).await,
         ),
-        (_, TRANSACTIONS) => ("other", Err(Problem::MethodNotAllowed)),
-        (_, p) if p.starts_with(TRANSACTION_PREFIX) => ("other", Err(Problem::MethodNotAllowed)),
+        (_, TRANSACTIONS) => ("other", Err(Problem::MethodNotAllowed { allow: "POST" })),
+        (_, p) if p.starts_with(TRANSACTION_PREFIX) => {
+            ("other", Err(Problem::MethodNotAllowed { allow: "GET" }))
+        }
         _ => ("other", Err(Problem::NotFound)),
     };
     let mut response = result.unwrap_or_else(|problem| {

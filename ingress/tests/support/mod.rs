@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod downstream;
+
 use ingress::config::{KeySettings, MerchantSettings, RateLimitSettings};
 use ingress::{Application, Settings};
 use ledgerline_contracts::signing;

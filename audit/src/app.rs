@@ -30,6 +30,9 @@ pub enum BuildError {
     /// The MongoDB URI is unusable.
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
+    /// Shutdown arrived while a dependency was still down.
+    #[error("interrupted by shutdown")]
+    Interrupted,
 }
 
 /// A built audit service, not yet consuming.
@@ -110,6 +113,53 @@ async fn consume(
     // the producer's queue to flush when the loop returns.
     writer.run(&consumer, shutdown).await;
     Ok(())
+}
+
+/// Connects the write path for replays of exact ranges (the reconciler's repairs). MongoDB
+/// and Kafka outages are retried until `shutdown`.
+pub async fn replayer(
+    settings: Settings,
+    shutdown: &CancellationToken,
+) -> Result<Replayer, BuildError> {
+    let readiness = Readiness::new(&[KAFKA, MONGO]);
+    let retrier = Retrier::new(settings.backoff, readiness, metrics::RETRIES);
+    let store = AuditStore::new(&settings.mongo.database().await?);
+    if retrier
+        .run("mongo", MONGO, shutdown, || store.ensure_indexes())
+        .await
+        .is_err()
+    {
+        return Err(BuildError::Interrupted);
+    }
+    let producer = settings.kafka.producer(CLIENT_ID)?;
+    let reader = settings.kafka.reader("ledgerline-audit-replay")?;
+    Ok(Replayer {
+        writer: Writer::new(settings, store, producer, retrier),
+        reader,
+    })
+}
+
+/// The audit's write path, connected for replays.
+pub struct Replayer {
+    writer: Writer,
+    reader: rdkafka::consumer::StreamConsumer,
+}
+
+impl std::fmt::Debug for Replayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer").finish_non_exhaustive()
+    }
+}
+
+impl Replayer {
+    /// Records every message of `ranges` (any audited topic) through the normal write path.
+    pub async fn replay(
+        &mut self,
+        ranges: &[ledgerline_runtime::ranges::OffsetRange],
+        shutdown: &CancellationToken,
+    ) -> Result<crate::writer::BatchReport, crate::replay::ReplayError> {
+        crate::replay::replay(&mut self.writer, &self.reader, ranges, shutdown).await
+    }
 }
 
 /// Verifies the stored chains once. No retries: a command-line check reports an outage

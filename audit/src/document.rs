@@ -29,7 +29,14 @@ pub const BODY_PAYLOAD_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const BODY_DEPTH_MAX: usize = 32;
 
 /// The fields a document has besides those [`Record::fields`] derives from the message.
-const LINK_FIELDS: [&str; 5] = ["_id", "kind", "recorded_at", "prev_hash", "hash"];
+const LINK_FIELDS: [&str; 6] = [
+    "_id",
+    "kind",
+    "recorded_at",
+    "prev_hash",
+    "hash",
+    "hash_fp",
+];
 
 /// What a document records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -280,6 +287,16 @@ impl Record {
         duplicate_id(&self.topic, self.partition, self.offset)
     }
 
+    /// The event body's `amount_minor` when it is an integer (what a store sums per bucket:
+    /// `$sum` skips anything else, and so does this).
+    pub fn amount_minor(&self) -> Option<i64> {
+        self.fields
+            .get_document("event")
+            .ok()?
+            .get_i64("amount_minor")
+            .ok()
+    }
+
     /// The document to store, linked into its chain.
     pub fn document(&self, prev_hash: &str, hash: &str, recorded_at: DateTime) -> Document {
         let mut d = doc! { "_id": &self.id, "kind": self.kind.as_str() };
@@ -287,6 +304,7 @@ impl Record {
         d.insert("recorded_at", recorded_at);
         d.insert("prev_hash", prev_hash);
         d.insert("hash", hash);
+        d.insert("hash_fp", chain::hash_fingerprint(hash).unwrap_or(-1));
         d
     }
 }
@@ -528,6 +546,10 @@ fn compare(stored: &Document, record: &Record) -> Result<(), String> {
         .find(|k| !LINK_FIELDS.contains(&k.as_str()) && !record.fields.contains_key(k.as_str()))
     {
         return Err(format!("unexpected field `{extra}`"));
+    }
+    let hash_fp = stored.get_str("hash").ok().and_then(chain::hash_fingerprint);
+    if hash_fp.is_none() || stored.get("hash_fp") != hash_fp.map(Bson::Int64).as_ref() {
+        return Err("hash_fp is not the fingerprint of hash".into());
     }
     match stored.get("recorded_at") {
         Some(Bson::DateTime(_)) => Ok(()),

@@ -8,6 +8,7 @@
 //! - [`document`]: the pure derivation of a document from a Kafka message, and back.
 //! - [`chain`]: the pure hash chain: canonical content, link hash, the link verifier.
 //! - [`store`]: the collection: indexes, head look-ups, the idempotent insert.
+//! - [`replay`]: re-recording exact offset ranges through the same write path.
 //! - [`verify`]: walking the stored chains and reporting each one's first break.
 //! - [`metrics`]: metric names, in one place.
 //!
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod document;
 pub mod metrics;
+pub mod replay;
 pub mod store;
 pub mod verify;
 pub mod writer;

@@ -111,6 +111,11 @@ impl Writer {
         }
     }
 
+    /// The batch bounds it was configured with.
+    pub fn batch_settings(&self) -> ledgerline_runtime::consume::BatchSettings {
+        self.settings.batch
+    }
+
     /// Consumes until `shutdown`: finishes the batch in hand, commits, leaves the group.
     pub async fn run(&mut self, consumer: &StreamConsumer, shutdown: CancellationToken) {
         let mut committer = Committer::default();

@@ -11,6 +11,7 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::DeadLetterer;
+use ledgerline_runtime::ranges::OffsetRange;
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::{postgres, telemetry};
 use rdkafka::consumer::Consumer;
@@ -122,25 +123,86 @@ impl Application {
         partitions: Option<Vec<i32>>,
         shutdown: CancellationToken,
     ) -> Result<BatchReport, BuildError> {
+        let replayer = self.replayer(&shutdown).await?;
+        let ranges = replay::ranges(
+            &replayer.reader,
+            &replayer.topic,
+            partitions.as_deref(),
+            from,
+        )?;
+        let report = replayer.replay(&ranges, &shutdown).await;
+        replayer.finish().await;
+        Ok(report?)
+    }
+
+    /// Connects the write path for replays of exact ranges (the reconciler's repairs): call
+    /// [`Replayer::replay`] as often as needed, then [`Replayer::finish`].
+    pub async fn replayer(self, shutdown: &CancellationToken) -> Result<Replayer, BuildError> {
         let settings = self.settings;
-        let Ok(parts) = connect(&settings, &self.readiness, &shutdown).await? else {
+        let Ok(parts) = connect(&settings, &self.readiness, shutdown).await? else {
             return Err(ReplayError::Interrupted.into());
         };
         let topic = settings.kafka.topic(topics::OUTCOMES);
         let reader = settings.kafka.reader("ledgerline-ledger-writer-replay")?;
-        let ranges = replay::ranges(&reader, &topic, partitions.as_deref(), from)?;
-        for r in &ranges {
-            tracing::info!(
-                partition = r.partition,
-                from = r.from,
-                to = r.to,
-                "replaying"
-            );
-        }
         let (relay_stop, relay_task) = spawn_relay(&settings, parts.relay);
-        let report = replay::replay(&parts.writer, &reader, &topic, &ranges, &shutdown).await;
-        finish(&settings, relay_stop, relay_task, &parts.producer).await;
-        Ok(report?)
+        Ok(Replayer {
+            settings,
+            writer: parts.writer,
+            producer: parts.producer,
+            reader,
+            topic,
+            relay_stop,
+            relay_task,
+        })
+    }
+}
+
+/// The ledger's write path and relay, connected for replays.
+pub struct Replayer {
+    settings: Settings,
+    writer: Writer,
+    producer: FutureProducer,
+    reader: rdkafka::consumer::StreamConsumer,
+    topic: String,
+    relay_stop: CancellationToken,
+    relay_task: RelayTask,
+}
+
+impl std::fmt::Debug for Replayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replayer {
+    /// The `txn.outcomes` topic it replays (with the deployment's prefix).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Posts every message of `ranges` (of `txn.outcomes`) through the normal write path.
+    pub async fn replay(
+        &self,
+        ranges: &[OffsetRange],
+        shutdown: &CancellationToken,
+    ) -> Result<BatchReport, ReplayError> {
+        for r in ranges {
+            tracing::info!(partition = r.partition, from = r.from, to = r.to, "replaying");
+        }
+        replay::replay(&self.writer, &self.reader, ranges, shutdown).await
+    }
+
+    /// Lets the relay send what the replays wrote (within the grace period), then flushes.
+    pub async fn finish(self) {
+        finish(
+            &self.settings,
+            self.relay_stop,
+            self.relay_task,
+            &self.producer,
+        )
+        .await;
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT → cancellation.
 //! - [`backoff`]: capped retry pacing.
 //! - [`consume`]: bounded batches, commit-after-store, consumer lag.
+//! - [`ranges`]: exact offset ranges (by time or offset) and a reader for them.
 //! - [`kafka`], [`postgres`], [`redis_client`], [`mongo`]: store clients with explicit limits
 //!   and one `is_retryable` per dependency.
 //! - [`status`]: the transaction status read model in Redis.
@@ -19,6 +20,7 @@ pub mod health;
 pub mod kafka;
 pub mod mongo;
 pub mod postgres;
+pub mod ranges;
 pub mod redis_client;
 pub mod secret;
 pub mod settings;

@@ -35,14 +35,29 @@ impl Default for LogSettings {
     }
 }
 
-/// Installs the global tracing subscriber. Safe to call more than once (later calls are no-ops),
-/// so tests that build several applications in one process can call it freely.
+/// Installs the global tracing subscriber, writing to stdout. Safe to call more than once
+/// (later calls are no-ops), so tests that build several applications in one process can call
+/// it freely.
 pub fn init_logging(settings: &LogSettings) {
+    install(settings, std::io::stdout);
+}
+
+/// [`init_logging`] for command-line tools whose stdout carries their report (JSON or a
+/// table): log lines go to stderr, so `cmd --json | jq` keeps working.
+pub fn init_cli_logging(settings: &LogSettings) {
+    install(settings, std::io::stderr);
+}
+
+fn install<W>(settings: &LogSettings, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

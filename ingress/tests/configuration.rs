@@ -1,6 +1,6 @@
 //! `docs/configuration.md` against the settings types: every default the page states is the
 //! default the service really has. (Each service's unit tests check that every one of its
-//! settings is listed; this checks the values, for the four pipeline services.)
+//! settings is listed; this checks the values, for every service.)
 
 use ledgerline_runtime::settings::env_vars;
 use serde::Serialize;
@@ -114,6 +114,7 @@ fn every_default_in_configuration_md_is_the_real_default_of_each_service() {
     all.extend(mismatches::<processor::Settings>("processor"));
     all.extend(mismatches::<ledger_writer::Settings>("ledger-writer"));
     all.extend(mismatches::<audit::Settings>("audit"));
+    all.extend(mismatches::<reconciler::Settings>("reconciler"));
     assert!(all.is_empty(), "docs/configuration.md is wrong: {all:#?}");
 }
 

@@ -136,6 +136,7 @@ fn the_page_lists_rows_for_every_pipeline_service() {
         "processor",
         "ledger-writer",
         "audit",
+        "reconciler",
     ] {
         assert!(
             rows.iter().filter(|r| r.section == section).count() >= 4,

@@ -369,7 +369,10 @@ async fn insert_outbox(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Resul
          SELECT e, t, k, c, p
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bytea[])
               WITH ORDINALITY AS u (e, t, k, c, p, i)
-         ORDER BY i",
+         ORDER BY i
+         -- A transaction moved to quarantine by a repair and re-posted keeps its event id,
+         -- and its first outbox row may still be here: that row announces the same event.
+         ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(&event_id)
     .bind(&transaction_id)

@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn a_redrive_names_one_message_or_all() {
-        let base = ["reconciler", "dlq", "redrive", "--topic", "txn.outcomes.dlq"];
+        let base = [
+            "reconciler",
+            "dlq",
+            "redrive",
+            "--topic",
+            "txn.outcomes.dlq",
+        ];
         assert!(Cli::try_parse_from(base).is_err());
         assert!(Cli::try_parse_from([&base[..], &["--all"]].concat()).is_ok());
         assert!(

@@ -80,10 +80,12 @@ async fn connect(settings: &Settings, shutdown: &CancellationToken) -> Option<Co
     loop {
         match Context::connect(settings.clone()).await {
             Ok(ctx) => return Some(ctx),
-            Err(error @ (ConnectError::Postgres(_)
-            | ConnectError::Mongo(_)
-            | ConnectError::Kafka(_)
-            | ConnectError::Migrate(_))) => {
+            Err(
+                error @ (ConnectError::Postgres(_)
+                | ConnectError::Mongo(_)
+                | ConnectError::Kafka(_)
+                | ConnectError::Migrate(_)),
+            ) => {
                 tracing::warn!(%error, "cannot connect the stores yet; retrying");
             }
         }

@@ -158,7 +158,10 @@ pub fn compare_ledger(
                 Some(d.transaction_id),
                 Some(expected),
                 Some(found),
-                format!("ledger row differs from the decision in {}", differing.join(", ")),
+                format!(
+                    "ledger row differs from the decision in {}",
+                    differing.join(", ")
+                ),
             ));
             continue;
         }
@@ -276,8 +279,7 @@ pub fn compare_audit(
                 m.offset(),
                 expected,
                 found,
-                "hash_mismatch: the stored hash is not the chain's hash at this offset"
-                    .to_string(),
+                "hash_mismatch: the stored hash is not the chain's hash at this offset".to_string(),
             )),
             Ok(checked) => {
                 if let Err(detail) = checked.derived {
@@ -396,7 +398,15 @@ mod tests {
     #[test]
     fn a_row_without_its_decision_is_extra() {
         let d = decision(7, 100);
-        let found = compare_ledger(T, 0, &[], &[row(&d, "POSTED")], &[], &HashMap::new(), clock(10));
+        let found = compare_ledger(
+            T,
+            0,
+            &[],
+            &[row(&d, "POSTED")],
+            &[],
+            &HashMap::new(),
+            clock(10),
+        );
         assert_eq!(kinds(&found), vec![(Kind::ExtraInLedger, 7)]);
     }
 
@@ -404,7 +414,15 @@ mod tests {
     fn a_result_that_contradicts_the_announcement_is_a_status_mismatch() {
         let d = [decision(4, 100)];
         let announced = HashMap::from([(d[0].transaction_id, false)]);
-        let found = compare_ledger(T, 0, &d, &[row(&d[0], "POSTED")], &[], &announced, clock(10));
+        let found = compare_ledger(
+            T,
+            0,
+            &d,
+            &[row(&d[0], "POSTED")],
+            &[],
+            &announced,
+            clock(10),
+        );
         assert_eq!(kinds(&found), vec![(Kind::StatusMismatch, 4)]);
     }
 
@@ -486,7 +504,10 @@ mod tests {
         let mut docs = stored(&messages, GENESIS);
         let mut forged = docs[0].clone();
         forged.insert("_id", "forged");
-        forged.insert("source", doc! { "topic": "t", "partition": 0, "offset": 5_i64 });
+        forged.insert(
+            "source",
+            doc! { "topic": "t", "partition": 0, "offset": 5_i64 },
+        );
         docs.push(forged);
         let found = compare_audit("t", 0, &messages, GENESIS, &docs);
         assert_eq!(kinds(&found), vec![(Kind::ExtraInAudit, 5)]);

@@ -308,7 +308,10 @@ async fn apply_steps(
         let mut result = Ok(());
         'ranges: for range in &plan.ledger_replay {
             for piece in range.chunks(chunk) {
-                match replayer.replay(std::slice::from_ref(&piece), shutdown).await {
+                match replayer
+                    .replay(std::slice::from_ref(&piece), shutdown)
+                    .await
+                {
                     Ok(report) => {
                         outcome.ledger_written +=
                             u64::try_from(report.posted + report.declined).unwrap_or(0);
@@ -462,7 +465,10 @@ mod tests {
         clearing.expected =
             Some(json!({ "merchant_id": "m", "account_id": "~clearing/*", "currency": "EUR" }));
         let p = plan(1, &[account, clearing], 0);
-        assert_eq!(p.rebuild_balances, vec![("m".into(), "a".into(), "EUR".into())]);
+        assert_eq!(
+            p.rebuild_balances,
+            vec![("m".into(), "a".into(), "EUR".into())]
+        );
         assert_eq!(p.rebuild_clearing, vec![("m".into(), "EUR".into())]);
         assert!(p.ledger_replay.is_empty());
     }

@@ -307,8 +307,7 @@ async fn drill_ledger(
         })
         .filter(|d| seen.insert(d.transaction_id))
         .collect();
-    let rows =
-        ledger_side::rows_in(&ctx.pool, &bucket.topic, bucket.partition, from, to).await?;
+    let rows = ledger_side::rows_in(&ctx.pool, &bucket.topic, bucket.partition, from, to).await?;
     let at_offsets: HashSet<i64> = rows.iter().map(|r| r.source_offset).collect();
     let unmatched: Vec<Uuid> = decisions
         .iter()
@@ -417,9 +416,7 @@ fn stuck_requests(ctx: &Context, view: &LogView, clock: Clock) -> Vec<Discrepanc
     let mut out: Vec<Discrepancy> = view
         .requests
         .iter()
-        .filter(|(id, r)| {
-            !view.decided.contains(*id) && (clock.now - r.received_at) > clock.stuck
-        })
+        .filter(|(id, r)| !view.decided.contains(*id) && (clock.now - r.received_at) > clock.stuck)
         .map(|(id, r)| Discrepancy {
             kind: Kind::StuckInFlight,
             transaction_id: Some(r.transaction_id),

@@ -46,7 +46,12 @@ async fn a_clean_pipeline_reconciles_clean_and_a_dry_run_changes_nothing() {
     let audit = start_audit(&env).await;
     let p = producer(&env);
     for i in 0..30 {
-        let d = decided(&format!("k{i}"), &format!("acc-{}", i % 4), TxnType::Credit, 100 + i);
+        let d = decided(
+            &format!("k{i}"),
+            &format!("acc-{}", i % 4),
+            TxnType::Credit,
+            100 + i,
+        );
         publish(&env, &p, &d).await;
     }
     wait_for_ledger(&env, 30).await;
@@ -62,7 +67,10 @@ async fn a_clean_pipeline_reconciles_clean_and_a_dry_run_changes_nothing() {
     assert_eq!(report.counts["ledger_rows"], 30);
     assert_eq!(report.counts["audit_documents"], 60);
     assert_eq!(report.counts["ledger_buckets_differing"], 0);
-    let recorded = record::run(&ctx.pool, report.run_id).await.unwrap().unwrap();
+    let recorded = record::run(&ctx.pool, report.run_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(recorded.status, "clean");
 
     let plan = repair::plan_for_run(&ctx, report.run_id).await.unwrap();
@@ -84,7 +92,12 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
     let p = producer(&env);
     let mut sent = Vec::new();
     for i in 0..30 {
-        let d = decided(&format!("k{i}"), &format!("acc-{}", i % 4), TxnType::Credit, 100 + i);
+        let d = decided(
+            &format!("k{i}"),
+            &format!("acc-{}", i % 4),
+            TxnType::Credit,
+            100 + i,
+        );
         let at = publish(&env, &p, &d).await;
         sent.push((d, at));
     }
@@ -110,8 +123,19 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
     let txn = |i: usize| sent[i].0.transaction_id.as_uuid().to_string();
     let at = |i: usize| sent[i].1;
     // Delete a ledger transaction (the balance keeps its amount).
-    tamper(&env, &format!("DELETE FROM postings WHERE transaction_id = '{}'", txn(3))).await;
-    tamper(&env, &format!("DELETE FROM ledger_transactions WHERE transaction_id = '{}'", txn(3))).await;
+    tamper(
+        &env,
+        &format!("DELETE FROM postings WHERE transaction_id = '{}'", txn(3)),
+    )
+    .await;
+    tamper(
+        &env,
+        &format!(
+            "DELETE FROM ledger_transactions WHERE transaction_id = '{}'",
+            txn(3)
+        ),
+    )
+    .await;
     // Change an amount, both legs, so the entry still balances but contradicts the log.
     tamper(&env, &format!("UPDATE ledger_transactions SET amount_minor = amount_minor + 1000 WHERE transaction_id = '{}'", txn(5))).await;
     tamper(&env, &format!("UPDATE postings SET amount_minor = amount_minor + (CASE leg WHEN 'account' THEN 1000 ELSE -1000 END) WHERE transaction_id = '{}'", txn(5))).await;
@@ -152,7 +176,12 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
         .collect();
     let expected: BTreeSet<(Kind, String, i32, i64)> = [
         (Kind::MissingInLedger, outcomes.clone(), at(3).0, at(3).1),
-        (Kind::MissingInLedger, outcomes.clone(), late_at.0, late_at.1),
+        (
+            Kind::MissingInLedger,
+            outcomes.clone(),
+            late_at.0,
+            late_at.1,
+        ),
         (Kind::LedgerMismatch, outcomes.clone(), at(5).0, at(5).1),
         (Kind::MissingInAudit, outcomes.clone(), at(7).0, at(7).1),
         (Kind::ChainBreak, outcomes.clone(), at(9).0, at(9).1),
@@ -166,15 +195,28 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
         .iter()
         .find(|d| d.kind == Kind::LedgerMismatch)
         .unwrap();
-    assert!(mismatch.detail.contains("amount_minor"), "{}", mismatch.detail);
+    assert!(
+        mismatch.detail.contains("amount_minor"),
+        "{}",
+        mismatch.detail
+    );
     let drifted: BTreeSet<String> = report
         .discrepancies
         .iter()
         .filter(|d| d.kind == Kind::BalanceMismatch)
-        .filter_map(|d| d.found.as_ref()?.get("account_id")?.as_str().map(String::from))
+        .filter_map(|d| {
+            d.found
+                .as_ref()?
+                .get("account_id")?
+                .as_str()
+                .map(String::from)
+        })
         .collect();
     for account in ["acc-1", "acc-2", "acc-3"] {
-        assert!(drifted.contains(account), "{account} not reported: {drifted:?}");
+        assert!(
+            drifted.contains(account),
+            "{account} not reported: {drifted:?}"
+        );
     }
 
     // The dry run plans and changes nothing.
@@ -182,18 +224,32 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
     let plan = repair::plan_for_run(&ctx, report.run_id).await.unwrap();
     assert!(!plan.is_empty());
     assert_eq!(plan.operator.len(), 1, "the dead letter is an operator's");
-    assert_eq!(count(&env, "SELECT count(*) FROM ledger_transactions").await, before);
-    assert_eq!(count(&env, "SELECT count(*) FROM ledger_quarantine").await, 0);
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_transactions").await,
+        before
+    );
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_quarantine").await,
+        0
+    );
 
     let outcome = repair::apply(&ctx, &plan, &shutdown).await.unwrap();
     assert_eq!(outcome.status, "repaired", "{outcome:#?}");
     let recheck = outcome.recheck.as_ref().unwrap();
     let left: Vec<Kind> = recheck.discrepancies.iter().map(|d| d.kind).collect();
-    assert_eq!(left, vec![Kind::DeadLettered], "{:#?}", recheck.discrepancies);
+    assert_eq!(
+        left,
+        vec![Kind::DeadLettered],
+        "{:#?}",
+        recheck.discrepancies
+    );
 
     // The books: every transaction once, the edited one at its logged amount, balances equal
     // postings everywhere.
-    assert_eq!(count(&env, "SELECT count(*) FROM ledger_transactions").await, 31);
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_transactions").await,
+        31
+    );
     let amount: i64 = sqlx::query_scalar(
         "SELECT amount_minor FROM ledger_transactions WHERE transaction_id = $1::uuid",
     )
@@ -210,7 +266,10 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
     )
     .await;
     assert_eq!(drifting, 0);
-    assert_eq!(count(&env, "SELECT count(*) FROM ledger_quarantine").await, 1);
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_quarantine").await,
+        1
+    );
     // The audit: the deleted document is back with its very hash; the edited one was
     // quarantined and re-recorded from the log.
     let restored = docs
@@ -225,7 +284,10 @@ async fn every_injected_drift_is_found_at_its_offset_and_repaired_and_the_rechec
         .unwrap()
         .unwrap();
     assert_eq!(
-        re_recorded.get_document("event").unwrap().get_i64("amount_minor"),
+        re_recorded
+            .get_document("event")
+            .unwrap()
+            .get_i64("amount_minor"),
         Ok(109)
     );
     let quarantined = ctx
@@ -270,7 +332,10 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].redriven);
-    assert_eq!(listed[0].dead_letter.reason.as_deref(), Some("SCHEMA_INVALID"));
+    assert_eq!(
+        listed[0].dead_letter.reason.as_deref(),
+        Some("SCHEMA_INVALID")
+    );
 
     let selection = reconciler::dlq::Selection::One {
         partition: at.0,

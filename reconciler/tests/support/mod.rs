@@ -93,7 +93,9 @@ pub async fn start_ledger(env: &TestEnv) -> Running {
 }
 
 pub async fn start_audit(env: &TestEnv) -> Running {
-    let app = audit::Application::build(audit_settings(env)).await.unwrap();
+    let app = audit::Application::build(audit_settings(env))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move { app.run_until_stopped(token).await.unwrap() });
@@ -101,7 +103,12 @@ pub async fn start_audit(env: &TestEnv) -> Running {
 }
 
 /// A decision as the processor would publish it.
-pub fn decided(key: &str, account: &str, txn_type: TxnType, amount_minor: i64) -> TransactionDecided {
+pub fn decided(
+    key: &str,
+    account: &str,
+    txn_type: TxnType,
+    amount_minor: i64,
+) -> TransactionDecided {
     let merchant_id = MerchantId::parse(MERCHANT).unwrap();
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
     let now = ledgerline_runtime::time::now();
@@ -153,7 +160,11 @@ pub async fn send(
 }
 
 /// Publishes a decision to `txn.outcomes`; returns (partition, offset).
-pub async fn publish(env: &TestEnv, producer: &FutureProducer, d: &TransactionDecided) -> (i32, i64) {
+pub async fn publish(
+    env: &TestEnv,
+    producer: &FutureProducer,
+    d: &TransactionDecided,
+) -> (i32, i64) {
     send(
         producer,
         &env.topic(topics::OUTCOMES),
@@ -214,6 +225,7 @@ pub fn window(started: time::OffsetDateTime) -> Window {
 }
 
 pub async fn context(env: &TestEnv) -> Context {
+    ledgerline_runtime::telemetry::init_logging(&Default::default());
     Context::connect(settings(env)).await.unwrap()
 }
 

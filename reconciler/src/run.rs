@@ -194,8 +194,9 @@ async fn compare(
         .filter(|r| r.topic == ctx.topics.outcomes)
         .cloned()
         .collect();
+    // The three sides run concurrently; each is timed so a report says which one dominates.
     let (view, in_ledger, in_audit) = tokio::join!(
-        scan(
+        timed(scan(
             &ctx.reader,
             &ctx.topics,
             &ranges,
@@ -203,10 +204,21 @@ async fn compare(
             size,
             &settings.read_batch,
             shutdown
-        ),
-        ledger_side::digests(&ctx.pool, &ctx.topics.outcomes, &ledger_ranges, size),
-        audit_side::digests(&ctx.audit, &ranges.window, size),
+        )),
+        timed(ledger_side::digests(
+            &ctx.pool,
+            &ctx.topics.outcomes,
+            &ledger_ranges,
+            size
+        )),
+        timed(audit_side::digests(&ctx.audit, &ranges.window, size)),
     );
+    let timings = [
+        ("log_scan", view.1),
+        ("ledger_digests", in_ledger.1),
+        ("audit_digests", in_audit.1),
+    ];
+    let (view, in_ledger, in_audit) = (view.0, in_ledger.0, in_audit.0);
     let (view, in_ledger, in_audit) = (view?, in_ledger?, in_audit?);
     let ledger_differing = differing(&view.ledger, &in_ledger);
     let audit_differing: Vec<Bucket> = if settings.deep_audit {
@@ -221,6 +233,7 @@ async fn compare(
         stuck: Duration::from_secs(settings.stuck_after_secs),
     };
 
+    let drill_started = Instant::now();
     let mut found = Vec::new();
     for bucket in &ledger_differing {
         let Some((from, to)) = clip(&ranges, bucket, size) else {
@@ -234,6 +247,8 @@ async fn compare(
         };
         found.extend(drill_audit(ctx, &view, bucket, from, to, shutdown).await?);
     }
+    let drill_ms = drill_started.elapsed().as_millis();
+    let checks_started = Instant::now();
     found.extend(invariants(ctx, &ledger_ranges).await?);
     found.extend(stuck_requests(ctx, &view, clock));
     found.extend(dead_letters(ctx, &view).await?);
@@ -246,8 +261,21 @@ async fn compare(
         "ledger_buckets_differing": ledger_differing.len(),
         "audit_buckets": view.audit.len().max(in_audit.len()),
         "audit_buckets_drilled": audit_differing.len(),
+        "timings_ms": {
+            timings[0].0: timings[0].1,
+            timings[1].0: timings[1].1,
+            timings[2].0: timings[2].1,
+            "drill_down": drill_ms,
+            "checks": checks_started.elapsed().as_millis(),
+        },
     });
     Ok((found, counts))
+}
+
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, u128) {
+    let started = Instant::now();
+    let out = work.await;
+    (out, started.elapsed().as_millis())
 }
 
 fn total(digests: &Digests) -> i64 {

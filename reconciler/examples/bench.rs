@@ -106,11 +106,7 @@ async fn main() -> anyhow::Result<()> {
             r?;
         }
     }
-    let docs = env
-        .mongo
-        .database()
-        .await?
-        .collection::<Document>("events");
+    let docs = env.mongo.database().await?.collection::<Document>("events");
     loop {
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
             .fetch_one(&env.pg)

@@ -327,7 +327,7 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
     .await;
     let ctx = context(&env).await;
     let shutdown = CancellationToken::new();
-    let listed = reconciler::dlq::list(&ctx, &[dlq_topic.clone()], &shutdown)
+    let listed = reconciler::dlq::list(&ctx, std::slice::from_ref(&dlq_topic), &shutdown)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
@@ -352,7 +352,7 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
     assert!(again.is_empty());
     wait_for_ledger(&env, 1).await;
     ledger.stop().await;
-    let listed = reconciler::dlq::list(&ctx, &[dlq_topic.clone()], &shutdown)
+    let listed = reconciler::dlq::list(&ctx, std::slice::from_ref(&dlq_topic), &shutdown)
         .await
         .unwrap();
     assert!(listed[0].redriven);

@@ -29,14 +29,7 @@ pub const BODY_PAYLOAD_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const BODY_DEPTH_MAX: usize = 32;
 
 /// The fields a document has besides those [`Record::fields`] derives from the message.
-const LINK_FIELDS: [&str; 6] = [
-    "_id",
-    "kind",
-    "recorded_at",
-    "prev_hash",
-    "hash",
-    "hash_fp",
-];
+const LINK_FIELDS: [&str; 6] = ["_id", "kind", "recorded_at", "prev_hash", "hash", "hash_fp"];
 
 /// What a document records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -547,7 +540,10 @@ fn compare(stored: &Document, record: &Record) -> Result<(), String> {
     {
         return Err(format!("unexpected field `{extra}`"));
     }
-    let hash_fp = stored.get_str("hash").ok().and_then(chain::hash_fingerprint);
+    let hash_fp = stored
+        .get_str("hash")
+        .ok()
+        .and_then(chain::hash_fingerprint);
     if hash_fp.is_none() || stored.get("hash_fp") != hash_fp.map(Bson::Int64).as_ref() {
         return Err("hash_fp is not the fingerprint of hash".into());
     }

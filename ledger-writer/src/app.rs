@@ -189,7 +189,12 @@ impl Replayer {
         shutdown: &CancellationToken,
     ) -> Result<BatchReport, ReplayError> {
         for r in ranges {
-            tracing::info!(partition = r.partition, from = r.from, to = r.to, "replaying");
+            tracing::info!(
+                partition = r.partition,
+                from = r.from,
+                to = r.to,
+                "replaying"
+            );
         }
         replay::replay(&self.writer, &self.reader, ranges, shutdown).await
     }

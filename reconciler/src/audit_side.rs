@@ -85,11 +85,13 @@ pub async fn anchor(
             .projection(doc! { "hash": 1, "prev_hash": 1 })
             .hint(Hint::Name(SOURCE_INDEX.into()))
     };
-    if from > 0 {
-        if let Some(before) = find(from - 1).await? {
-            if let Ok(hash) = before.get_str("hash") {
-                return Ok(hash.to_string());
-            }
+    if from == 0 {
+        // The partition's first offset: its first link starts at genesis.
+        return Ok(GENESIS.to_string());
+    }
+    if let Some(before) = find(from - 1).await? {
+        if let Ok(hash) = before.get_str("hash") {
+            return Ok(hash.to_string());
         }
     }
     if let Some(first) = find(from).await? {

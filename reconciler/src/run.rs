@@ -183,6 +183,7 @@ async fn compare(
     let settings = &ctx.settings.reconcile;
     let size = settings.bucket_offsets;
     let ranges = scan_ranges(ctx, window)?;
+    // One indexed read per partition (none for a partition read from its first offset).
     let mut anchors = HashMap::new();
     for r in ranges.window.iter().filter(|r| !r.is_empty()) {
         let hash = audit_side::anchor(&ctx.audit, &r.topic, r.partition, r.from).await?;

@@ -123,10 +123,16 @@ pub fn markdown(r: &SweepReport, chart_file: Option<&str>) -> String {
         }
     }
     if let Some(limit) = &r.past_knee_limit {
-        let _ = writeln!(md, "\nPast the knee, the edge was limited by {limit}.");
+        let _ = writeln!(
+            md,
+            "\nFirst step past the knee, as the generator saw it: {limit}."
+        );
     }
     if let Some(stage) = &r.past_knee_slowest_stage {
-        let _ = writeln!(md, "The stage furthest behind after that step: {stage}.");
+        let _ = writeln!(
+            md,
+            "Stage furthest behind at the end of that step (consumer lag): {stage}."
+        );
     }
     if r.steps.iter().any(|s| s.generator_limited) {
         let _ = writeln!(

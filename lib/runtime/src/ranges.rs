@@ -97,28 +97,42 @@ pub fn offsets_at(
         Some(p) => p.to_vec(),
         None => partitions(reader, topic)?,
     };
-    let mut by_time: BTreeMap<i32, i64> = BTreeMap::new();
-    if let Position::Time(at) = position {
-        let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let mut query = TopicPartitionList::new();
-        for p in &all {
-            query.add_partition_offset(topic, *p, Offset::Offset(ms))?;
-        }
-        for e in reader.offsets_for_times(query, timeout())?.elements() {
-            if let Offset::Offset(o) = e.offset() {
-                by_time.insert(e.partition(), o);
+    let mut out = BTreeMap::new();
+    match position {
+        Position::Offset(o) => {
+            for p in all {
+                let (low, high) = reader.fetch_watermarks(topic, p, timeout())?;
+                out.insert(p, o.clamp(low, high));
             }
         }
-    }
-    let mut out = BTreeMap::new();
-    for p in all {
-        let (low, high) = reader.fetch_watermarks(topic, p, timeout())?;
-        let offset = match position {
-            Position::Offset(o) => o.clamp(low, high),
-            Position::Time(_) => by_time.get(&p).copied().unwrap_or(high).clamp(low, high),
-            Position::End => high,
-        };
-        out.insert(p, offset);
+        Position::Time(_) | Position::End => {
+            // One ListOffsets round trip for every partition: a time asks for the first
+            // offset at or after it, `End` (timestamp -1) for the log end offset.
+            let query_value = match position {
+                Position::Time(at) => Offset::Offset(
+                    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+                ),
+                _ => Offset::End,
+            };
+            let mut query = TopicPartitionList::new();
+            for p in &all {
+                query.add_partition_offset(topic, *p, query_value)?;
+            }
+            let mut found: BTreeMap<i32, i64> = BTreeMap::new();
+            for e in reader.offsets_for_times(query, timeout())?.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    found.insert(e.partition(), o);
+                }
+            }
+            for p in all {
+                let offset = match found.get(&p) {
+                    Some(o) => *o,
+                    // No message at or after the time (or no answer): the partition's end.
+                    None => reader.fetch_watermarks(topic, p, timeout())?.1,
+                };
+                out.insert(p, offset);
+            }
+        }
     }
     Ok(out)
 }
@@ -132,8 +146,12 @@ pub fn between(
     from: Position,
     to: Position,
 ) -> Result<Vec<OffsetRange>, KafkaError> {
-    let starts = offsets_at(reader, topic, partitions_wanted, from)?;
-    let ends = offsets_at(reader, topic, partitions_wanted, to)?;
+    let all = match partitions_wanted {
+        Some(p) => p.to_vec(),
+        None => partitions(reader, topic)?,
+    };
+    let starts = offsets_at(reader, topic, Some(&all), from)?;
+    let ends = offsets_at(reader, topic, Some(&all), to)?;
     Ok(starts
         .into_iter()
         .map(|(partition, from)| {

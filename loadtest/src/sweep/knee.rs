@@ -1,6 +1,11 @@
 //! The knee: the highest offered rate the system still keeps up with. A step meets the rule
 //! when at least `accepted_percent_min` % of what was offered got a 202 and the p99 latency
 //! (from the intended send time) stays within `p99_ms_max`.
+//!
+//! Each downstream stage has a knee of its own: the highest offered rate at which it handled,
+//! over the step, at least the same share of what ingress accepted. The stage with the lowest
+//! knee is the pipeline's bottleneck; when every stage keeps up wherever ingress does, the
+//! front door is.
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +90,75 @@ pub fn edge_limit(step: &StepReport, rule: &KneeRule) -> &'static str {
         .unwrap_or("unknown")
 }
 
+/// Messages a stage handles for each accepted transaction. The audit stores one document per
+/// event: requested, decided and the ledger's result.
+pub fn per_transaction(stage: &str) -> f64 {
+    match stage {
+        "audit" => 3.0,
+        _ => 1.0,
+    }
+}
+
+/// Whether `stage` kept pace with ingress over `step`: it handled at least
+/// `accepted_percent_min` % of the step's 202s (times [`per_transaction`]). `None` when the
+/// stage was not scraped in that step.
+pub fn stage_kept_up(step: &StepReport, stage: &str, rule: &KneeRule) -> Option<bool> {
+    let delta = step.stages.iter().find(|d| d.stage == stage)?;
+    let expected = step.accepted as f64 * per_transaction(stage);
+    Some(delta.processed * 100.0 >= expected * f64::from(rule.accepted_percent_min))
+}
+
+/// One stage's knee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageKnee {
+    /// The stage.
+    pub stage: String,
+    /// Highest offered rate at which the stage kept pace (`None`: at none).
+    pub knee_rps: Option<u32>,
+    /// Its highest rate over any step, per second.
+    pub peak_per_second: f64,
+}
+
+/// The knee of every scraped downstream stage (ingress's is the sweep's own knee).
+pub fn stage_knees(steps: &[StepReport], rule: &KneeRule) -> Vec<StageKnee> {
+    crate::scrape::STAGES
+        .iter()
+        .filter(|stage| **stage != "ingress")
+        .filter(|stage| {
+            steps
+                .iter()
+                .any(|s| stage_kept_up(s, stage, rule).is_some())
+        })
+        .map(|stage| StageKnee {
+            stage: (*stage).to_string(),
+            knee_rps: steps
+                .iter()
+                .filter(|s| s.accepted > 0 && stage_kept_up(s, stage, rule) == Some(true))
+                .map(|s| s.offered_rps)
+                .max(),
+            peak_per_second: steps
+                .iter()
+                .flat_map(|s| s.stages.iter().filter(|d| d.stage == *stage))
+                .map(|d| d.per_second)
+                .fold(0.0, f64::max),
+        })
+        .collect()
+}
+
+/// The stage that limits the pipeline: the downstream stage with the lowest knee when it is
+/// below the front door's (`knee_rps`), otherwise ingress.
+pub fn bottleneck(knee_rps: Option<u32>, stages: &[StageKnee]) -> String {
+    let lowest = stages
+        .iter()
+        .min_by_key(|k| k.knee_rps.map_or(0, u64::from) + 1);
+    match lowest {
+        Some(k) if k.knee_rps.map_or(0, u64::from) < knee_rps.map_or(1, u64::from) => {
+            k.stage.clone()
+        }
+        _ => "ingress".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +219,79 @@ mod tests {
             step(400, 400, Some(5.0)),
         ];
         assert_eq!(find(&steps, &KneeRule::default()), Some(2));
+    }
+
+    fn with_stages(mut s: StepReport, processed: &[(&str, f64)]) -> StepReport {
+        s.stages = processed
+            .iter()
+            .map(|(stage, n)| crate::scrape::StageDelta {
+                stage: (*stage).into(),
+                processed: *n,
+                per_second: *n,
+                lag_messages_after: None,
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_stage_keeps_up_when_it_handles_the_share_of_what_was_accepted() {
+        let rule = KneeRule::default();
+        let s = with_stages(
+            step(100, 100, Some(1.0)),
+            &[
+                ("processor", 95.0),
+                ("ledger-writer", 94.0),
+                ("audit", 290.0),
+            ],
+        );
+        assert_eq!(stage_kept_up(&s, "processor", &rule), Some(true));
+        assert_eq!(stage_kept_up(&s, "ledger-writer", &rule), Some(false));
+        assert_eq!(stage_kept_up(&s, "audit", &rule), Some(true));
+        assert_eq!(stage_kept_up(&s, "ingress", &rule), None);
+    }
+
+    #[test]
+    fn the_slowest_stage_below_the_front_door_is_the_bottleneck() {
+        let rule = KneeRule::default();
+        let steps = vec![
+            with_stages(
+                step(100, 100, Some(1.0)),
+                &[("processor", 100.0), ("ledger-writer", 100.0)],
+            ),
+            with_stages(
+                step(200, 200, Some(1.0)),
+                &[("processor", 200.0), ("ledger-writer", 120.0)],
+            ),
+            with_stages(
+                step(400, 300, Some(900.0)),
+                &[("processor", 300.0), ("ledger-writer", 120.0)],
+            ),
+        ];
+        let knees = stage_knees(&steps, &rule);
+        assert_eq!(knees.len(), 2);
+        assert_eq!(knees[0].knee_rps, Some(400));
+        assert_eq!(knees[1].knee_rps, Some(100));
+        assert_eq!(knees[1].peak_per_second, 120.0);
+        let front = find(&steps, &rule).map(|i| steps[i].offered_rps);
+        assert_eq!(front, Some(200));
+        assert_eq!(bottleneck(front, &knees), "ledger-writer");
+    }
+
+    #[test]
+    fn when_every_stage_keeps_up_the_front_door_is_the_bottleneck() {
+        let knees = vec![StageKnee {
+            stage: "processor".into(),
+            knee_rps: Some(400),
+            peak_per_second: 400.0,
+        }];
+        assert_eq!(bottleneck(Some(400), &knees), "ingress");
+        assert_eq!(bottleneck(None, &[]), "ingress");
+        let behind = vec![StageKnee {
+            knee_rps: None,
+            ..knees[0].clone()
+        }];
+        assert_eq!(bottleneck(Some(100), &behind), "processor");
     }
 
     #[test]

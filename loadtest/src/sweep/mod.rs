@@ -242,6 +242,8 @@ pub async fn run(settings: SweepSettings) -> Result<SweepOutput, SweepError> {
         knee_rps: None,
         past_knee_limit: None,
         past_knee_slowest_stage: None,
+        stage_knees: Vec::new(),
+        bottleneck_stage: None,
         record_file: Some(settings.record_file.display().to_string()),
     };
     report.conclude();

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-use crate::sweep::knee::{self, KneeRule};
+use crate::sweep::knee::{self, KneeRule, StageKnee};
 use crate::sweep::stats::StepReport;
 
 /// Everything a sweep measured.
@@ -37,6 +37,12 @@ pub struct SweepReport {
     pub past_knee_limit: Option<String>,
     /// The downstream stage with the largest lag after the first step past the knee.
     pub past_knee_slowest_stage: Option<String>,
+    /// Each downstream stage's knee.
+    #[serde(default)]
+    pub stage_knees: Vec<StageKnee>,
+    /// The stage with the lowest knee (ingress when every other stage kept up).
+    #[serde(default)]
+    pub bottleneck_stage: Option<String>,
     /// Where the record file is.
     pub record_file: Option<String>,
 }
@@ -62,6 +68,9 @@ impl SweepReport {
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(stage, lag)| format!("{stage} ({lag:.0} messages behind)"))
         });
+        self.stage_knees = knee::stage_knees(&self.steps, &self.knee_rule);
+        self.bottleneck_stage =
+            (!self.steps.is_empty()).then(|| knee::bottleneck(self.knee_rps, &self.stage_knees));
     }
 
     /// Whether every step's counts add up.
@@ -133,6 +142,32 @@ pub fn markdown(r: &SweepReport, chart_file: Option<&str>) -> String {
             md,
             "Stage furthest behind at the end of that step (consumer lag): {stage}."
         );
+    }
+    if !r.stage_knees.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| stage | knee (offered/s) | peak rate/s |\n|---|---:|---:|\n| ingress (202s) | {} | {} |",
+            r.knee_rps.map_or("none".into(), |k| k.to_string()),
+            rate(r.steps.iter().map(|s| s.accepted_rps).fold(0.0, f64::max))
+        );
+        for k in &r.stage_knees {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                k.stage,
+                k.knee_rps.map_or("none".into(), |k| k.to_string()),
+                rate(k.peak_per_second)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nA stage's knee is the highest offered rate at which it handled ≥ {} % of what \
+             ingress accepted over the step (audit: 3 documents per transaction).",
+            r.knee_rule.accepted_percent_min
+        );
+    }
+    if let Some(stage) = &r.bottleneck_stage {
+        let _ = writeln!(md, "\n**Bottleneck: {stage}.**");
     }
     if r.steps.iter().any(|s| s.generator_limited) {
         let _ = writeln!(
@@ -352,6 +387,8 @@ mod tests {
             knee_rps: None,
             past_knee_limit: None,
             past_knee_slowest_stage: None,
+            stage_knees: Vec::new(),
+            bottleneck_stage: None,
             record_file: Some("out/accepted.jsonl".into()),
         };
         r.conclude();
@@ -374,6 +411,10 @@ mod tests {
             r.past_knee_slowest_stage.as_deref(),
             Some("processor (3000 messages behind)")
         );
+        // The processor decided everything accepted at every step: the front door limits.
+        assert_eq!(r.stage_knees.len(), 1);
+        assert_eq!(r.stage_knees[0].knee_rps, Some(400));
+        assert_eq!(r.bottleneck_stage.as_deref(), Some("ingress"));
         assert!(r.is_consistent());
     }
 
@@ -386,6 +427,8 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("![accepted rate and p99 against offered rate](sweep.svg)"));
+        assert!(md.contains("| processor | 400 | 250 |"), "{md}");
+        assert!(md.contains("**Bottleneck: ingress.**"), "{md}");
         assert!(
             md.contains("| 400 | 250 | 250 | – | – | 3000 | – | – |"),
             "{md}"

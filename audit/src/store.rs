@@ -3,7 +3,7 @@
 use crate::document::{duplicate_id, Kind, COLLECTION};
 use mongodb::bson::{doc, Document};
 use mongodb::error::{ErrorKind, InsertManyError};
-use mongodb::options::{Hint, IndexOptions};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -145,7 +145,9 @@ impl AuditStore {
             })
             .sort(doc! { "source.topic": -1, "source.partition": -1, "source.offset": -1 })
             .projection(doc! { "source.offset": 1, "hash": 1 })
-            .hint(Hint::Name(SOURCE_INDEX.into()))
+            // No hint: the local MongoDB-compatible server answers a hinted query by walking
+            // the whole index (~15 s at 3×10⁵ documents, against ~10 ms unhinted); its planner
+            // picks the `source` index for this filter by itself.
             .await?;
         Ok(found.and_then(|d| {
             let offset = d.get_document("source").ok()?.get_i64("offset").ok()?;
@@ -184,7 +186,9 @@ impl AuditStore {
                 "source.offset": { "$in": offsets },
             })
             .projection(doc! { "source.offset": 1, "hash": 1 })
-            .hint(Hint::Name(SOURCE_INDEX.into()))
+            // No hint: the local MongoDB-compatible server answers a hinted query by walking
+            // the whole index (~15 s at 3×10⁵ documents, against ~10 ms unhinted); its planner
+            // picks the `source` index for this filter by itself.
             .await?;
         let documents: Vec<Document> = cursor.try_collect().await?;
         Ok(documents

@@ -103,6 +103,23 @@ pub async fn tallies(
     Ok(out)
 }
 
+/// How many first-seen events of `merchant_id` occurred at or after `since`: the same index
+/// range as [`tallies`], counted inside the server.
+pub async fn count(
+    db: &Database,
+    merchant_id: &str,
+    since: OffsetDateTime,
+) -> mongodb::error::Result<u64> {
+    let since_ms = i64::try_from(since.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    db.collection::<Document>(COLLECTION)
+        .count_documents(doc! {
+            "merchant_id": merchant_id,
+            "occurred_at": { "$gte": Bson::DateTime(DateTime::from_millis(since_ms)) },
+            "kind": "event",
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,51 @@ pub enum VerifyError {
     SeveralMerchants(String),
 }
 
+/// The fewest audit events a complete trail of `expected` holds: a request and a decision per
+/// 202, and a ledger result per transaction with a ledger row.
+fn audit_documents_min<'a>(
+    expected: impl Iterator<Item = &'a Expected>,
+    ledger_rows: usize,
+) -> u64 {
+    let per_202: u64 = expected.map(|e| 2 * u64::from(e.accepted_202s)).sum();
+    per_202 + ledger_rows as u64
+}
+
+impl VerifyError {
+    /// Whether looking again later may succeed (a store busy or restarting).
+    fn is_transient(&self) -> bool {
+        match self {
+            VerifyError::Postgres(e) => ledgerline_runtime::postgres::is_retryable(e),
+            VerifyError::Mongo(e) => ledgerline_runtime::mongo::is_retryable(e),
+            VerifyError::Record(_) | VerifyError::SeveralMerchants(_) => false,
+        }
+    }
+}
+
+/// Runs `read` until it succeeds, retrying transient errors after `pause` while the deadline
+/// allows another try; any other error, or one at the deadline, is returned.
+async fn patiently<T, F, Fut>(
+    deadline: tokio::time::Instant,
+    pause: Duration,
+    mut read: F,
+) -> Result<T, VerifyError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, VerifyError>>,
+{
+    loop {
+        match read().await {
+            Err(error)
+                if error.is_transient() && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(%error, "a store did not answer; looking again");
+                tokio::time::sleep(pause).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -258,22 +303,32 @@ pub async fn run(settings: &VerifySettings) -> Result<VerifyReport, VerifyError>
     let db = settings.mongo.database().await?;
     let audit_since = settings.since - AUDIT_SCAN_MARGIN;
 
-    // Drain: every transaction in the ledger or rejected, then the audit complete.
+    // Drain: every transaction in the ledger or rejected, then the audit complete. The stores
+    // are still busy catching up while we look, so a transient error is a reason to look again
+    // (until the deadline), not to give up.
     let drain_started = tokio::time::Instant::now();
     let deadline = drain_started + settings.drain_timeout;
+    let pause = settings.poll_interval;
     let mut pending: BTreeSet<Uuid> = wanted.clone();
     let mut rejected: BTreeSet<Uuid> = BTreeSet::new();
     let mut tallies: HashMap<Uuid, Tally>;
     loop {
         let before = pending.len();
         let look: Vec<Uuid> = pending.iter().copied().collect();
-        for id in ledger::present(&pool, &look).await? {
+        let present = patiently(deadline, pause, || async {
+            Ok(ledger::present(&pool, &look).await?)
+        })
+        .await?;
+        for id in present {
             pending.remove(&id);
         }
         if !pending.is_empty() && pending.len() == before {
             // No progress: transactions the processor rejected never reach the ledger; the
             // audit says which.
-            tallies = audit::tallies(&db, &merchant, audit_since, &wanted).await?;
+            tallies = patiently(deadline, pause, || async {
+                Ok(audit::tallies(&db, &merchant, audit_since, &wanted).await?)
+            })
+            .await?;
             pending.retain(|id| {
                 let t = tallies.get(id).copied().unwrap_or_default();
                 let is_rejected = t.accepted == 0 && t.rejected > 0;
@@ -286,9 +341,12 @@ pub async fn run(settings: &VerifySettings) -> Result<VerifyReport, VerifyError>
         if pending.is_empty() || tokio::time::Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(settings.poll_interval).await;
+        tokio::time::sleep(pause).await;
     }
-    let rows = ledger::rows(&pool, &ids).await?;
+    let rows = patiently(deadline, pause, || async {
+        Ok(ledger::rows(&pool, &ids).await?)
+    })
+    .await?;
     let by_id: HashMap<Uuid, &LedgerRow> = rows.iter().map(|r| (r.transaction_id, r)).collect();
     let audit_incomplete = |tallies: &HashMap<Uuid, Tally>| {
         expected
@@ -303,13 +361,25 @@ pub async fn run(settings: &VerifySettings) -> Result<VerifyReport, VerifyError>
             })
             .count()
     };
+    // A tally reads every document of the window; until the audit holds at least as many as
+    // a complete trail needs, a cheap count says to wait.
+    let documents_min = audit_documents_min(expected.values(), by_id.len());
+    let audit_pause = pause.max(Duration::from_secs(1));
     loop {
-        tallies = audit::tallies(&db, &merchant, audit_since, &wanted).await?;
-        if audit_incomplete(&tallies) == 0 || tokio::time::Instant::now() >= deadline {
-            break;
+        let stored = patiently(deadline, pause, || async {
+            Ok(audit::count(&db, &merchant, audit_since).await?)
+        })
+        .await?;
+        if stored >= documents_min || tokio::time::Instant::now() >= deadline {
+            tallies = patiently(deadline, pause, || async {
+                Ok(audit::tallies(&db, &merchant, audit_since, &wanted).await?)
+            })
+            .await?;
+            if audit_incomplete(&tallies) == 0 || tokio::time::Instant::now() >= deadline {
+                break;
+            }
         }
-        // A full scan per look: pace it.
-        tokio::time::sleep(settings.poll_interval.max(Duration::from_secs(1))).await;
+        tokio::time::sleep(audit_pause).await;
     }
     let drain_secs = drain_started.elapsed().as_secs_f64();
     let drained = pending.is_empty() && audit_incomplete(&tallies) == 0;
@@ -663,6 +733,15 @@ mod tests {
             retries,
             conflicts,
         }
+    }
+
+    #[test]
+    fn a_complete_trail_holds_a_request_and_a_decision_per_202_and_a_result_per_ledger_row() {
+        let runs = [expected(0, 0), expected(2, 1)];
+        // (1 + 4) 202s × 2 events, and one ledger result for each of the two.
+        assert_eq!(audit_documents_min(runs.iter(), 2), 12);
+        // A transaction the rules rejected has no ledger row and no result.
+        assert_eq!(audit_documents_min(runs.iter(), 1), 11);
     }
 
     fn row(result: &str, amount: i64, legs: i64, account_leg: i64) -> LedgerRow {

@@ -145,7 +145,6 @@ pub fn classify(
     json: Option<&serde_json::Value>,
     stderr: &str,
 ) -> (&'static str, String) {
-    let first_line = |s: &str| s.lines().next().unwrap_or_default().to_string();
     if let Some(v) = json {
         if let Some(clean) = v.get("clean").and_then(|c| c.as_bool()) {
             return verdict(clean);
@@ -178,13 +177,29 @@ pub fn classify(
             "unsupported",
             format!(
                 "the reconciler does not support `run --from --to --json` yet: {}",
-                first_line(stderr)
+                telling_line(stderr)
             ),
         ),
         Some(code) if json.is_some() => ("not_clean", format!("exited {code}")),
-        Some(code) => ("error", format!("exited {code}: {}", first_line(stderr))),
+        Some(code) => ("error", format!("exited {code}: {}", telling_line(stderr))),
         None => ("error", "killed by a signal".into()),
     }
+}
+
+/// The line of `stderr` that says what went wrong: log lines come first and the error last, so
+/// the last line naming an error or a failure, else the last line.
+fn telling_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("error") || l.contains("failed")
+        })
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_default()
 }
 
 fn verdict(clean: bool) -> (&'static str, String) {
@@ -242,6 +257,18 @@ mod tests {
         assert_eq!(
             classify(Some(1), Some(&json!({"discrepancy_count": 3})), "").0,
             "not_clean"
+        );
+    }
+
+    #[test]
+    fn a_failure_is_described_by_its_error_line_not_the_logs_before_it() {
+        let stderr = "INFO sqlx::postgres::notice: relation already exists, skipping\n\
+                      reconciler: run failed: mongodb: connection interrupted\n";
+        let (status, detail) = classify(Some(2), None, stderr);
+        assert_eq!(status, "error");
+        assert_eq!(
+            detail,
+            "exited 2: reconciler: run failed: mongodb: connection interrupted"
         );
     }
 

@@ -57,7 +57,14 @@ pub fn find(steps: &[StepReport], rule: &KneeRule) -> Option<usize> {
 /// (The per-stage figures say which downstream stage fell behind.)
 pub fn edge_limit(step: &StepReport, rule: &KneeRule) -> &'static str {
     let lost = step.offered.saturating_sub(step.accepted);
-    if step.generator_limited {
+    // A late dispatch adds at most its lag to a latency: the generator is to blame only when
+    // nothing was lost and the p99 would have met the bound without the worst lag.
+    let late = step.generator.dispatch_lag_max_ms;
+    let slow_anyway = step
+        .latency_ms
+        .p99
+        .is_some_and(|p| p - late > rule.p99_ms_max);
+    if step.generator_limited && lost == 0 && !slow_anyway {
         return "the generator fell behind its schedule (its own CPU or the machine's)";
     }
     let slow = step.latency_ms.p99.is_some_and(|p| p > rule.p99_ms_max);
@@ -307,5 +314,20 @@ mod tests {
         assert!(edge_limit(&capped, &rule).starts_with("the in-flight cap"));
         let slow = step(1_000, 1_000, Some(3_000.0));
         assert!(edge_limit(&slow, &rule).starts_with("latency"));
+    }
+
+    #[test]
+    fn a_late_generator_is_blamed_only_when_its_lag_explains_the_miss() {
+        let rule = KneeRule::default();
+        let mut s = step(1_000, 1_000, Some(600.0));
+        s.generator_limited = true;
+        s.generator.dispatch_lag_max_ms = 120.0;
+        assert!(edge_limit(&s, &rule).starts_with("the generator"));
+        s.latency_ms.p99 = Some(700.0);
+        assert!(edge_limit(&s, &rule).starts_with("latency"));
+        let mut losing = step(1_000, 600, Some(600.0));
+        losing.generator_limited = true;
+        losing.generator.dispatch_lag_max_ms = 120.0;
+        assert!(edge_limit(&losing, &rule).starts_with("503s"));
     }
 }

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// MongoDB's duplicate-key error code.
 pub const DUPLICATE_KEY: i32 = 11000;
 
-/// Name of the unique index on the source position; queries that walk a chain hint it.
+/// Name of the unique index on the source position. Only a walk of a whole chain hints it
+/// (`verify`): the local MongoDB-compatible server answers a hinted query by walking the whole
+/// index (~15 s at 3×10⁵ documents, against ~1–10 ms unhinted), and its planner picks this index
+/// by itself for a filter on the source position, so point and range reads give no hint.
 pub const SOURCE_INDEX: &str = "source";
 
 /// Why a batch could not be stored. All of these are retried with backoff: the batch is
@@ -145,9 +148,7 @@ impl AuditStore {
             })
             .sort(doc! { "source.topic": -1, "source.partition": -1, "source.offset": -1 })
             .projection(doc! { "source.offset": 1, "hash": 1 })
-            // No hint: the local MongoDB-compatible server answers a hinted query by walking
-            // the whole index (~15 s at 3×10⁵ documents, against ~10 ms unhinted); its planner
-            // picks the `source` index for this filter by itself.
+            // No hint: see SOURCE_INDEX.
             .await?;
         Ok(found.and_then(|d| {
             let offset = d.get_document("source").ok()?.get_i64("offset").ok()?;
@@ -186,9 +187,7 @@ impl AuditStore {
                 "source.offset": { "$in": offsets },
             })
             .projection(doc! { "source.offset": 1, "hash": 1 })
-            // No hint: the local MongoDB-compatible server answers a hinted query by walking
-            // the whole index (~15 s at 3×10⁵ documents, against ~10 ms unhinted); its planner
-            // picks the `source` index for this filter by itself.
+            // No hint: see SOURCE_INDEX.
             .await?;
         let documents: Vec<Document> = cursor.try_collect().await?;
         Ok(documents

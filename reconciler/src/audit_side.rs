@@ -82,9 +82,7 @@ pub async fn anchor(
                 "source.topic": topic, "source.partition": partition, "source.offset": offset,
             })
             .projection(doc! { "hash": 1, "prev_hash": 1 })
-        // No hint: the local MongoDB-compatible server answers a hinted query by walking
-        // the whole index (~15 s at 3×10⁵ documents, against ~10 ms unhinted); its planner
-        // picks the `source` index for this filter by itself.
+        // No hint: see audit::store::SOURCE_INDEX.
     };
     if from == 0 {
         // The partition's first offset: its first link starts at genesis.
@@ -103,7 +101,10 @@ pub async fn anchor(
     Ok(GENESIS.to_string())
 }
 
-/// The documents whose source is `[from, to)` of one partition, in offset order.
+/// The documents whose source is `[from, to)` of one partition, in no particular order: the
+/// comparison indexes them by offset (`drill::compare_audit`), so neither the server nor this
+/// function sorts them (the local server sorts in its own process even when the index gives the
+/// order: ~1.7 s a bucket, against ~0.07 s unsorted). No hint: see audit::store::SOURCE_INDEX.
 pub async fn documents_in(
     store: &AuditStore,
     topic: &str,
@@ -111,11 +112,7 @@ pub async fn documents_in(
     from: i64,
     to: i64,
 ) -> mongodb::error::Result<Vec<Document>> {
-    // Neither a hint nor a sort: the local MongoDB-compatible server walks the whole index for
-    // a hinted query (~17 s for one bucket at 3×10⁵ documents) and sorts in its own process
-    // even when the index gives the order (~1.7 s); unhinted and unsorted, its planner scans
-    // just the range of the `source` index (~0.07 s), and one bucket sorts here in no time.
-    let mut documents: Vec<Document> = store
+    store
         .collection()
         .find(doc! {
             "source.topic": topic,
@@ -124,16 +121,7 @@ pub async fn documents_in(
         })
         .await?
         .try_collect()
-        .await?;
-    documents.sort_by_key(source_offset);
-    Ok(documents)
-}
-
-fn source_offset(document: &Document) -> i64 {
-    document
-        .get_document("source")
-        .and_then(|s| s.get_i64("offset"))
-        .unwrap_or(i64::MAX)
+        .await
 }
 
 /// Moves the documents with these `_id`s to [`QUARANTINE_COLLECTION`], stamped with the run

@@ -155,11 +155,9 @@ pub fn stage_knees(steps: &[StepReport], rule: &KneeRule) -> Vec<StageKnee> {
 /// The stage that limits the pipeline: the downstream stage with the lowest knee when it is
 /// below the front door's (`knee_rps`), otherwise ingress.
 pub fn bottleneck(knee_rps: Option<u32>, stages: &[StageKnee]) -> String {
-    let lowest = stages
-        .iter()
-        .min_by_key(|k| k.knee_rps.map_or(0, u64::from) + 1);
-    match lowest {
-        Some(k) if k.knee_rps.map_or(0, u64::from) < knee_rps.map_or(1, u64::from) => {
+    // `None` (kept up at no step) orders below every rate.
+    match stages.iter().min_by_key(|k| k.knee_rps) {
+        Some(k) if k.knee_rps < knee_rps || (k.knee_rps.is_none() && knee_rps.is_none()) => {
             k.stage.clone()
         }
         _ => "ingress".to_string(),

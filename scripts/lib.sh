@@ -33,9 +33,10 @@ SECANTUS_VENV="$TOOLS/secantusdb-$SECANTUS_VERSION"
 SECANTUS_BIN="$SECANTUS_VENV/bin/secantusd-py"
 SECANTUS_PY="$SECANTUS_VENV/bin/python"
 
-# Debian packages the workspace build and the load tests need (rdkafka's cmake-build feature
-# needs cmake and libcurl headers; wrk drives the HTTP load tests).
-BUILD_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev python3-venv wrk)
+# Debian packages the workspace build and the tests need (rdkafka's cmake-build feature needs
+# cmake and libcurl headers; wrk drives the HTTP load tests; the integration guide's bash client,
+# which ingress's tests run, needs curl and openssl).
+BUILD_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev python3-venv wrk curl openssl)
 
 # --- addresses (loopback only; ports can be overridden, the host cannot) -----------------------
 

@@ -439,6 +439,7 @@ impl VerifyArgs {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             reconciler,
             reconciler_timeout: Duration::from_secs(self.reconciler_timeout_secs),
+            reconciler_env: Vec::new(),
         })
     }
 }

@@ -43,6 +43,7 @@ async fn verify_passes_after_a_real_run_and_fails_when_a_ledger_row_is_deleted()
         poll_interval: Duration::from_millis(200),
         reconciler: reconciler::Choice::Off,
         reconciler_timeout: Duration::from_secs(60),
+        reconciler_env: Vec::new(),
     };
     let report = verify::run(&settings).await.unwrap();
     assert!(report.passed, "{}", report.summary());

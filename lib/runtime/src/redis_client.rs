@@ -18,6 +18,8 @@ pub struct RedisSettings {
     pub response_timeout_ms: u64,
     /// Most time to establish a connection.
     pub connection_timeout_ms: u64,
+    /// Longest pause between the client's own reconnection attempts after a connection drops.
+    pub reconnect_delay_max_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -27,6 +29,7 @@ impl Default for RedisSettings {
             key_prefix: "ledgerline:".into(),
             response_timeout_ms: 2_000,
             connection_timeout_ms: 2_000,
+            reconnect_delay_max_ms: 250,
         }
     }
 }
@@ -43,17 +46,35 @@ impl RedisSettings {
             self.response_timeout_ms >= 1,
             "redis.response_timeout_ms",
             "must be >= 1",
+        )?;
+        ensure(
+            self.connection_timeout_ms >= 1,
+            "redis.connection_timeout_ms",
+            "must be >= 1",
+        )?;
+        ensure(
+            (1..=60_000).contains(&self.reconnect_delay_max_ms),
+            "redis.reconnect_delay_max_ms",
+            "must be between 1 and 60000",
         )
     }
 
     /// A multiplexed, self-reconnecting connection. The manager is created lazily against a
     /// server that may be down; calls fail fast (bounded by the timeouts) until it returns.
+    ///
+    /// The manager's reconnection backoff starts at one second and, left at its defaults,
+    /// multiplies by its factor (100) up to a 60 s cap plus up to 100 % jitter: a Redis that
+    /// was down for ten seconds was reached again only after a minute or two, while every
+    /// caller waited on the pending reconnection. The callers already retry with their own
+    /// capped backoff, so the manager makes one quick retry and then reports the failure.
     pub async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
         let client = redis::Client::open(self.url.expose().as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Duration::from_millis(self.response_timeout_ms))
             .set_connection_timeout(Duration::from_millis(self.connection_timeout_ms))
-            .set_number_of_retries(2);
+            .set_number_of_retries(1)
+            .set_factor(2)
+            .set_max_delay(self.reconnect_delay_max_ms);
         ConnectionManager::new_with_config(client, config).await
     }
 }

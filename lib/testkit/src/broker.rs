@@ -11,13 +11,18 @@ fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("LEDGERLINE_TEST_NISSHI") {
         return path.into();
     }
-    let tools = std::env::var_os("LEDGERLINE_TOOLS_DIR")
+    tools_dir().join("nisshi-0.8.1/bin/nisshi")
+}
+
+/// Where `scripts/up` installs the broker and the MongoDB-compatible server:
+/// `LEDGERLINE_TOOLS_DIR`, else `~/.local/share/ledgerline/tools`.
+pub(crate) fn tools_dir() -> PathBuf {
+    std::env::var_os("LEDGERLINE_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
                 .join(".local/share/ledgerline/tools")
-        });
-    tools.join("nisshi-0.8.1/bin/nisshi")
+        })
 }
 
 /// A running (or stopped) test-owned broker. Killed on drop.
@@ -47,6 +52,23 @@ impl OwnedBroker {
     /// [`restart`]: OwnedBroker::restart
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Sends `signal` to the broker (SIGSTOP/SIGCONT freeze and thaw it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        self.process.signal(signal)
+    }
+
+    /// Stops the broker with SIGTERM (it serves for up to 5 s more, then exits).
+    pub async fn stop(&mut self) {
+        self.process
+            .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15))
+            .await;
     }
 
     /// Starts the broker again on the same port and storage, and waits until it answers.

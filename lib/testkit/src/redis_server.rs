@@ -32,6 +32,38 @@ impl OwnedRedis {
         self.process.kill();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Sends `signal` to the server (SIGSTOP/SIGCONT freeze and thaw it).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        self.process.signal(signal)
+    }
+
+    /// Stops the server with SIGTERM.
+    pub async fn stop(&mut self) {
+        self.process
+            .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15))
+            .await;
+    }
+
+    /// Kills the server, deletes everything it had persisted, and starts it again: a Redis
+    /// that lost its data (a restart without persistence, a failed-over replica that lagged).
+    pub async fn restart_empty(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
+        for entry in std::fs::read_dir(self.process.dir())?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        self.restart().await
+    }
+
     /// Starts it again on the same port and data, and waits until it answers PING.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new("redis-server");

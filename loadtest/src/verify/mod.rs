@@ -67,6 +67,9 @@ pub struct VerifySettings {
     pub reconciler: Choice,
     /// Most time the reconciler may take.
     pub reconciler_timeout: Duration,
+    /// Variables set on the reconciler's process besides the inherited ones (e.g. the
+    /// `LEDGERLINE_*` settings of a pipeline other than the one this process is configured for).
+    pub reconciler_env: Vec<(String, String)>,
 }
 
 /// Why verification could not be carried out (a failed check is a finding, not an error).
@@ -500,6 +503,7 @@ pub async fn run(settings: &VerifySettings) -> Result<VerifyReport, VerifyError>
     let now = OffsetDateTime::now_utc();
     let reconciler = reconciler::run(
         &settings.reconciler,
+        &settings.reconciler_env,
         settings.since,
         now,
         settings.reconciler_timeout,

@@ -54,25 +54,33 @@ impl ReconcilerResult {
 
 /// Where `Auto` looks, in order.
 pub fn candidates() -> Vec<PathBuf> {
+    sibling_binaries("reconciler")
+}
+
+/// Where a workspace binary called `name` may be, in order: next to this executable, one
+/// directory up (test binaries live in `target/<profile>/deps`), then `target/release` and
+/// `target/debug` under the working directory.
+pub fn sibling_binaries(name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            out.push(dir.join("reconciler"));
-            // Test binaries live in target/<profile>/deps.
+            out.push(dir.join(name));
             if let Some(parent) = dir.parent() {
-                out.push(parent.join("reconciler"));
+                out.push(parent.join(name));
             }
         }
     }
     for profile in ["release", "debug"] {
-        out.push(Path::new("target").join(profile).join("reconciler"));
+        out.push(Path::new("target").join(profile).join(name));
     }
     out
 }
 
-/// Runs the reconciler (bounded by `timeout`) over `[from, to]`.
+/// Runs the reconciler (bounded by `timeout`) over `[from, to]`, with `env` added to its
+/// environment.
 pub async fn run(
     choice: &Choice,
+    env: &[(String, String)],
     from: OffsetDateTime,
     to: OffsetDateTime,
     timeout: Duration,
@@ -98,6 +106,7 @@ pub async fn run(
     let mut command = tokio::process::Command::new(&binary);
     command
         .args(["run", "--from", &fmt(from), "--to", &fmt(to), "--json"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let shown = binary.display().to_string();
@@ -287,6 +296,7 @@ mod tests {
     async fn a_missing_binary_is_reported_as_an_error_to_start_it() {
         let r = run(
             &Choice::Binary("/nonexistent/reconciler".into()),
+            &[],
             OffsetDateTime::now_utc(),
             OffsetDateTime::now_utc(),
             Duration::from_secs(5),
@@ -296,6 +306,7 @@ mod tests {
         assert!(r.detail.contains("could not start"));
         let off = run(
             &Choice::Off,
+            &[],
             OffsetDateTime::now_utc(),
             OffsetDateTime::now_utc(),
             Duration::from_secs(5),

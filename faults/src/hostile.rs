@@ -138,7 +138,8 @@ fn spec(amount_minor: i64) -> TxnSpec {
 
 fn cases(merchant: &Merchant, round: u32) -> Vec<Case> {
     let now = ledgerline_runtime::time::now_unix();
-    let key = |what: &str| format!("hostile-{round}-{what}");
+    // Idempotency keys are a token (no spaces): a case's name would make every case a 400.
+    let key = |what: &str| format!("hostile-{round}-{}", what.replace(' ', "-"));
     let valid = spec(1_000).body();
     let mut out: Vec<Case> = BadAuth::ALL
         .iter()
@@ -302,4 +303,35 @@ async fn send_for_id(http: &reqwest::Client, url: &str, signed: &Signed) -> Opti
     }
     let body = response.bytes().await.ok()?;
     loadtest::sweep::generator::transaction_id(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgerline_contracts::ids::IdempotencyKey;
+    use ledgerline_runtime::secret::Secret;
+
+    #[test]
+    fn every_body_case_carries_a_valid_idempotency_key_so_only_its_body_is_judged() {
+        let merchant = Merchant::new("m", "k1", Secret::new("s".repeat(32))).unwrap();
+        for case in cases(&merchant, 0) {
+            if case.name.starts_with("bad auth") {
+                continue;
+            }
+            let key = case
+                .signed
+                .headers
+                .iter()
+                .find(|(name, _)| {
+                    name.eq_ignore_ascii_case(ledgerline_contracts::header_names::IDEMPOTENCY_KEY)
+                })
+                .map(|(_, value)| value.as_str())
+                .unwrap_or_default();
+            assert!(
+                IdempotencyKey::parse(key).is_ok(),
+                "{}: idempotency key {key:?} would be refused before the body",
+                case.name
+            );
+        }
+    }
 }

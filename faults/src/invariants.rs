@@ -3,7 +3,8 @@
 //! - **order**: each account's transactions reach the ledger in the order they were sent. The
 //!   load sends one account's transactions one at a time, so the order of their `txn.outcomes`
 //!   offsets (one account, one partition) must be the order of their 202s.
-//! - **recovery**: every transaction accepted before a fault ended reaches the ledger.
+//! - **recovery**: every transaction accepted before a fault ended reaches the ledger, and its
+//!   ledger result reaches the audit trail (the last stage of the pipeline).
 //! - **front door**: no answer other than 202 and the retriable 503/429 for valid requests, and
 //!   no request left hanging until the client gave up.
 
@@ -108,6 +109,56 @@ pub async fn until_in_ledger(
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Ids per audit query while waiting for the trail (an `$in` over its transaction index).
+const AUDIT_QUERY_IDS_MAX: usize = 500;
+
+/// Waits until the audit trail holds the ledger result (`TransactionPosted`) of every one of
+/// `ids`; returns how long that took, or `None` if `timeout` passed first. Errors count as
+/// "not yet": the store being waited for may be the one recovering.
+pub async fn until_audited(
+    db: &mongodb::Database,
+    ids: &[Uuid],
+    timeout: Duration,
+) -> Result<Option<Duration>, FaultError> {
+    use futures::TryStreamExt;
+    use mongodb::bson::{doc, Document};
+
+    let started = Instant::now();
+    let events = db.collection::<Document>(loadtest::verify::audit::COLLECTION);
+    let mut pending: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    loop {
+        let mut seen = std::collections::HashSet::new();
+        for chunk in pending.chunks(AUDIT_QUERY_IDS_MAX) {
+            let found: Result<Vec<Document>, _> = async {
+                events
+                    .find(doc! {
+                        "transaction_id": { "$in": chunk },
+                        "event_type": "TransactionPosted",
+                    })
+                    .projection(doc! { "_id": 0, "transaction_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await
+            }
+            .await;
+            let Ok(found) = found else { break };
+            seen.extend(
+                found
+                    .iter()
+                    .filter_map(|d| d.get_str("transaction_id").ok().map(str::to_string)),
+            );
+        }
+        pending.retain(|id| !seen.contains(id));
+        if pending.is_empty() {
+            return Ok(Some(started.elapsed()));
+        }
+        if started.elapsed() > timeout {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

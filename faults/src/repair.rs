@@ -18,8 +18,9 @@ use crate::scenario::{Ctx, Injected};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How far behind the present a reconciliation window ends, so transactions still in flight
-/// are not taken for drift.
+/// are not taken for drift (longer than the reconciler's own settle time, which it covers).
 const SETTLE: Duration = Duration::from_secs(5);
+const _: () = assert!(SETTLE.as_secs() > crate::stack::RECONCILE_SETTLE.as_secs());
 
 pub(crate) async fn kill_during_repair(ctx: &mut Ctx<'_>) -> Result<Injected, FaultError> {
     let from = OffsetDateTime::now_utc() - Duration::from_secs(30);
@@ -94,7 +95,9 @@ pub(crate) async fn kill_during_repair(ctx: &mut Ctx<'_>) -> Result<Injected, Fa
                 what: "starting the repair".into(),
                 source,
             })?;
-        let after = Duration::from_millis(rand::Rng::random_range(&mut ctx.rng, 200..=2_500));
+        // A repair of this much drift takes 1–3 s here: the kill may land anywhere from the
+        // reconciler's start-up to its re-check.
+        let after = Duration::from_millis(rand::Rng::random_range(&mut ctx.rng, 100..=1_500));
         tokio::select! {
             _ = child.wait() => {
                 ctx.timeline.mark("the repair finished before its kill was due");

@@ -5,6 +5,7 @@
 //! load starts (recording every 202); memory sampled every 500 ms
 //! warm-up, then the scenario injects its faults (seeded moments) and undoes them
 //! recovery ← time from the last undo until every transaction accepted before it is in the ledger
+//!     and its ledger result in the audit trail
 //! settle, stop the load
 //! verify (drain, ledger, audit, balances, reconciler over the window) + order + front door
 //!     + the scenario's own invariants + no service died on its own + clean SIGTERM exits
@@ -73,7 +74,7 @@ pub struct Outcome {
     /// Broken invariants, first first.
     pub violations: Vec<String>,
     /// Seconds from the last fault's undo until everything accepted before it was in the
-    /// ledger.
+    /// ledger and its ledger result in the audit trail.
     pub recovery_secs: Option<f64>,
     /// Peak resident memory per service, KiB.
     pub rss_peak_kib: BTreeMap<String, u64>,
@@ -169,12 +170,27 @@ pub async fn run(settings: &RunSettings) -> Result<Outcome, FaultError> {
     timeline.mark("last fault undone");
     let pool = stack.ledger.pool()?;
     let before_recovery = steer.accepted_so_far();
+    let audit_db = stack
+        .audit
+        .database()
+        .await
+        .map_err(|e| FaultError::store("mongo", e))?;
     let recovery = {
         let pool = pool.clone();
         let timeout = settings.drain_timeout;
-        tokio::spawn(
-            async move { invariants::until_in_ledger(&pool, &before_recovery, timeout).await },
-        )
+        tokio::spawn(async move {
+            let Some(ledger) =
+                invariants::until_in_ledger(&pool, &before_recovery, timeout).await?
+            else {
+                return Ok(None);
+            };
+            let left = timeout.saturating_sub(ledger);
+            Ok::<_, FaultError>(
+                invariants::until_audited(&audit_db, &before_recovery, left)
+                    .await?
+                    .map(|audit| ledger + audit),
+            )
+        })
     };
     tokio::time::sleep(settings.settle).await;
     let (counts, accepted) = load.stop().await;
@@ -186,8 +202,8 @@ pub async fn run(settings: &RunSettings) -> Result<Outcome, FaultError> {
         Ok(Ok(Some(d))) => Some(d.as_secs_f64()),
         Ok(Ok(None)) => {
             violations.push(format!(
-                "transactions accepted before the fault ended were not all in the ledger \
-                 {} s later",
+                "transactions accepted before the fault ended were not all in the ledger and \
+                 the audit trail {} s later",
                 settings.drain_timeout.as_secs()
             ));
             None

@@ -286,7 +286,15 @@ impl Stack {
 
     /// The `LEDGERLINE_*` settings of this pipeline, for the reconciler.
     pub fn reconciler_env(&self) -> Vec<(String, String)> {
-        common_env(&self.kafka, self.redis.url(), &self.ledger, &self.audit)
+        let mut env = common_env(&self.kafka, self.redis.url(), &self.ledger, &self.audit);
+        // The default (60 s) takes an accepted transaction without a ledger row for work in
+        // flight for a minute; a run here lasts about that long, so drift injected into it
+        // would go unseen. The harness reconciles only after the pipeline has drained.
+        env.push((
+            "LEDGERLINE_RECONCILE__SETTLE_SECS".into(),
+            RECONCILE_SETTLE.as_secs().to_string(),
+        ));
+        env
     }
 
     /// The HTTP client the harness uses for readiness checks.
@@ -311,6 +319,9 @@ impl Stack {
         unclean
     }
 }
+
+/// What the reconciler takes for in-flight work here (see [`Stack::reconciler_env`]).
+pub const RECONCILE_SETTLE: Duration = Duration::from_secs(2);
 
 /// Settings every service (and the reconciler) shares.
 fn common_env(

@@ -47,28 +47,9 @@ impl OwnedBroker {
         format!("127.0.0.1:{}", self.process.port())
     }
 
-    /// Kills the broker (SIGKILL): clients see connections refused until [`restart`].
-    ///
-    /// [`restart`]: OwnedBroker::restart
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// The broker's process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Sends `signal` to the broker (SIGSTOP/SIGCONT freeze and thaw it).
-    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        self.process.signal(signal)
-    }
-
-    /// Stops the broker with SIGTERM (it serves for up to 5 s more, then exits).
-    pub async fn stop(&mut self) {
-        self.process
-            .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15))
-            .await;
+    crate::owned::process_controls! {
+        /// Stops the broker with SIGTERM (it serves for up to 5 s more, then exits).
+        stop: nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15)
     }
 
     /// Starts the broker again on the same port and storage, and waits until it answers.

@@ -45,26 +45,9 @@ impl OwnedMongo {
         )
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Sends `signal` to the server.
-    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        self.process.signal(signal)
-    }
-
-    /// Kills the server (SIGKILL).
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Stops the server with SIGTERM.
-    pub async fn stop(&mut self) {
-        self.process
-            .stop(Signal::SIGTERM, Duration::from_secs(30))
-            .await;
+    crate::owned::process_controls! {
+        /// Stops the server with SIGTERM.
+        stop: Signal::SIGTERM, Duration::from_secs(30)
     }
 
     /// Starts it again on the same port and storage, and waits until it answers a ping.

@@ -8,6 +8,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The controls every owned server exposes over its [`OwnedProcess`] (a field named
+/// `process`): `pid`, `signal` and `kill` alike for all, and `stop` with the server's own
+/// polite signal and grace, given as `stop: SIGNAL, GRACE` and documented by the caller.
+macro_rules! process_controls {
+    ($(#[$stop_doc:meta])* stop: $signal:expr, $grace:expr) => {
+        /// The server's process id.
+        pub fn pid(&self) -> Option<u32> {
+            self.process.pid()
+        }
+
+        /// Sends `signal` to the server (SIGSTOP and SIGCONT freeze and thaw it).
+        pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+            self.process.signal(signal)
+        }
+
+        /// Kills the server (SIGKILL) and reaps it: clients see connections refused until it
+        /// is started again.
+        pub fn kill(&mut self) {
+            self.process.kill();
+        }
+
+        $(#[$stop_doc])*
+        pub async fn stop(&mut self) {
+            self.process.stop($signal, $grace).await;
+        }
+    };
+}
+pub(crate) use process_controls;
+
 /// A test-owned server process. Killed, and its directory removed, on drop.
 #[derive(Debug)]
 pub(crate) struct OwnedProcess {

@@ -111,27 +111,11 @@ impl OwnedPostgres {
         )
     }
 
-    /// The postmaster's process id (its backends are its children).
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Sends `signal` to the postmaster only.
-    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        self.process.signal(signal)
-    }
-
-    /// SIGKILL the postmaster: no shutdown checkpoint, clients cut off. Its backends notice
-    /// and exit by themselves; [`restart`](Self::restart) waits for them.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Fast shutdown (SIGINT): sessions are ended, a checkpoint is written.
-    pub async fn stop(&mut self) {
-        self.process
-            .stop(Signal::SIGINT, Duration::from_secs(30))
-            .await;
+    // `pid` and `signal` reach the postmaster only (its backends are its children); after a
+    // `kill` the backends notice and exit by themselves, and `restart` waits for them.
+    crate::owned::process_controls! {
+        /// Fast shutdown (SIGINT): sessions are ended, a checkpoint is written.
+        stop: Signal::SIGINT, Duration::from_secs(30)
     }
 
     /// Starts the postmaster on the same port and data, and waits until it accepts

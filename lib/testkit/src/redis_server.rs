@@ -27,26 +27,9 @@ impl OwnedRedis {
         format!("redis://127.0.0.1:{}/0", self.process.port())
     }
 
-    /// Kills the server (SIGKILL).
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
-    }
-
-    /// Sends `signal` to the server (SIGSTOP/SIGCONT freeze and thaw it).
-    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        self.process.signal(signal)
-    }
-
-    /// Stops the server with SIGTERM.
-    pub async fn stop(&mut self) {
-        self.process
-            .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15))
-            .await;
+    crate::owned::process_controls! {
+        /// Stops the server with SIGTERM.
+        stop: nix::sys::signal::Signal::SIGTERM, Duration::from_secs(15)
     }
 
     /// Kills the server, deletes everything it had persisted, and starts it again: a Redis

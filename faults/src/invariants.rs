@@ -9,7 +9,7 @@
 //!   no request left hanging until the client gave up.
 
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -83,24 +83,24 @@ pub fn first_order_break(
     None
 }
 
-/// Waits until every one of `ids` has a ledger row; returns how long that took, or `None` if
-/// `timeout` passed first.
-pub async fn until_in_ledger(
-    pool: &PgPool,
+/// Polls `present` with the ids still pending every `interval` until none is left; returns
+/// how long that took, or `None` once `timeout` has passed. `present` answers `Ok(None)` when
+/// its store cannot be read yet: the store being waited for may be the one recovering.
+async fn until_all_present<F, Fut>(
     ids: &[Uuid],
     timeout: Duration,
-) -> Result<Option<Duration>, FaultError> {
+    interval: Duration,
+    mut present: F,
+) -> Result<Option<Duration>, FaultError>
+where
+    F: FnMut(Vec<Uuid>) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<HashSet<Uuid>>, FaultError>>,
+{
     let started = Instant::now();
     let mut pending: Vec<Uuid> = ids.to_vec();
     loop {
-        match loadtest::verify::ledger::present(pool, &pending).await {
-            Ok(present) => {
-                let present: std::collections::HashSet<Uuid> = present.into_iter().collect();
-                pending.retain(|id| !present.contains(id));
-            }
-            // The store may be the one recovering; look again.
-            Err(e) if ledgerline_runtime::postgres::is_retryable(&e) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(found) = present(pending.clone()).await? {
+            pending.retain(|id| !found.contains(id));
         }
         if pending.is_empty() {
             return Ok(Some(started.elapsed()));
@@ -108,16 +108,37 @@ pub async fn until_in_ledger(
         if started.elapsed() > timeout {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(interval).await;
     }
+}
+
+/// Waits until every one of `ids` has a ledger row; returns how long that took, or `None` if
+/// `timeout` passed first.
+pub async fn until_in_ledger(
+    pool: &PgPool,
+    ids: &[Uuid],
+    timeout: Duration,
+) -> Result<Option<Duration>, FaultError> {
+    until_all_present(
+        ids,
+        timeout,
+        Duration::from_millis(200),
+        |pending| async move {
+            match loadtest::verify::ledger::present(pool, &pending).await {
+                Ok(present) => Ok(Some(present.into_iter().collect())),
+                Err(e) if ledgerline_runtime::postgres::is_retryable(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        },
+    )
+    .await
 }
 
 /// Ids per audit query while waiting for the trail (an `$in` over its transaction index).
 const AUDIT_QUERY_IDS_MAX: usize = 500;
 
 /// Waits until the audit trail holds the ledger result (`TransactionPosted`) of every one of
-/// `ids`; returns how long that took, or `None` if `timeout` passed first. Errors count as
-/// "not yet": the store being waited for may be the one recovering.
+/// `ids`; returns how long that took, or `None` if `timeout` passed first.
 pub async fn until_audited(
     db: &mongodb::Database,
     ids: &[Uuid],
@@ -126,40 +147,39 @@ pub async fn until_audited(
     use futures::TryStreamExt;
     use mongodb::bson::{doc, Document};
 
-    let started = Instant::now();
-    let events = db.collection::<Document>(loadtest::verify::audit::COLLECTION);
-    let mut pending: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    loop {
-        let mut seen = std::collections::HashSet::new();
-        for chunk in pending.chunks(AUDIT_QUERY_IDS_MAX) {
-            let found: Result<Vec<Document>, _> = async {
-                events
-                    .find(doc! {
-                        "transaction_id": { "$in": chunk },
-                        "event_type": "TransactionPosted",
-                    })
-                    .projection(doc! { "_id": 0, "transaction_id": 1 })
-                    .await?
-                    .try_collect()
-                    .await
+    let events = &db.collection::<Document>(loadtest::verify::audit::COLLECTION);
+    until_all_present(
+        ids,
+        timeout,
+        Duration::from_millis(500),
+        |pending| async move {
+            let mut seen = HashSet::new();
+            for chunk in pending.chunks(AUDIT_QUERY_IDS_MAX) {
+                let chunk: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+                let found: mongodb::error::Result<Vec<Document>> = async {
+                    events
+                        .find(doc! {
+                            "transaction_id": { "$in": chunk },
+                            "event_type": "TransactionPosted",
+                        })
+                        .projection(doc! { "_id": 0, "transaction_id": 1 })
+                        .await?
+                        .try_collect()
+                        .await
+                }
+                .await;
+                // Any MongoDB error is "not yet": it may be the store that is recovering.
+                let Ok(found) = found else { return Ok(None) };
+                seen.extend(found.iter().filter_map(|d| {
+                    d.get_str("transaction_id")
+                        .ok()
+                        .and_then(|s| s.parse::<Uuid>().ok())
+                }));
             }
-            .await;
-            let Ok(found) = found else { break };
-            seen.extend(
-                found
-                    .iter()
-                    .filter_map(|d| d.get_str("transaction_id").ok().map(str::to_string)),
-            );
-        }
-        pending.retain(|id| !seen.contains(id));
-        if pending.is_empty() {
-            return Ok(Some(started.elapsed()));
-        }
-        if started.elapsed() > timeout {
-            return Ok(None);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            Ok(Some(seen))
+        },
+    )
+    .await
 }
 
 /// What the front door did wrong to valid requests, if anything.

@@ -203,8 +203,7 @@ async fn kill_service(ctx: &mut Ctx<'_>, part: Part) -> Result<Injected, FaultEr
         ctx.stack.service(part).kill().await;
         injected.faults += 1;
         tokio::time::sleep(down).await;
-        ctx.stack.service(part).start()?;
-        let ready = ctx.stack.wait_ready(part).await?;
+        let ready = ctx.stack.start_ready(part).await?;
         ctx.timeline.mark(format!(
             "{} restarted, ready after {:.1} s",
             part.binary(),
@@ -395,8 +394,7 @@ async fn rolling_restart(ctx: &mut Ctx<'_>) -> Result<Injected, FaultError> {
         }
         injected.faults += 1;
         ctx.timeline.mark(format!("{} exited", part.binary()));
-        ctx.stack.service(part).start()?;
-        let ready = ctx.stack.wait_ready(part).await?;
+        let ready = ctx.stack.start_ready(part).await?;
         ctx.timeline.mark(format!(
             "{} started, ready after {:.1} s",
             part.binary(),

@@ -276,12 +276,11 @@ impl Stack {
         self.service(part).wait_ready(&http, READY_TIMEOUT).await
     }
 
-    /// Kills `part` (SIGKILL) and starts it again after `down`; returns when it is ready.
-    pub async fn kill_and_restart(&mut self, part: Part, down: Duration) -> Result<(), FaultError> {
-        self.service(part).kill().await;
-        tokio::time::sleep(down).await;
+    /// Starts `part` (after a kill or a stop) and waits until it is ready; returns how long
+    /// readiness took.
+    pub async fn start_ready(&mut self, part: Part) -> Result<Duration, FaultError> {
         self.service(part).start()?;
-        self.wait_ready(part).await.map(|_| ())
+        self.wait_ready(part).await
     }
 
     /// The `LEDGERLINE_*` settings of this pipeline, for the reconciler.

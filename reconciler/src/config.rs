@@ -60,6 +60,9 @@ pub struct ReconcileSettings {
     pub deep_audit: bool,
     /// Reading the log: batch bounds.
     pub read_batch: BatchSettings,
+    /// Most neighbouring differing buckets a drill-down reads in one pass (one seek on the
+    /// log, one query per store); bounds what one pass holds in memory.
+    pub drill_span_buckets_max: usize,
     /// Most discrepancies recorded per run (the counts by kind stay exact above it).
     pub discrepancies_recorded_max: usize,
 }
@@ -76,6 +79,7 @@ impl Default for ReconcileSettings {
                 batch_bytes_max: 16 * 1024 * 1024,
                 flush_interval_ms: 50,
             },
+            drill_span_buckets_max: 32,
             discrepancies_recorded_max: 100_000,
         }
     }
@@ -163,6 +167,11 @@ impl Validate for Settings {
             r.stuck_after_secs >= r.settle_secs,
             "reconcile.stuck_after_secs",
             "must be >= reconcile.settle_secs",
+        )?;
+        ensure(
+            (1..=1_000).contains(&r.drill_span_buckets_max),
+            "reconcile.drill_span_buckets_max",
+            "must be in 1..=1000",
         )?;
         ensure(
             r.discrepancies_recorded_max >= 1,

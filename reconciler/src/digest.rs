@@ -85,6 +85,55 @@ pub fn differing(expected: &Digests, found: &Digests) -> Vec<Bucket> {
     out
 }
 
+/// Differing buckets of one partition whose offsets touch, read from the log (and from each
+/// store) in one pass: every read of the log starts with a seek that costs more than reading a
+/// bucket, so a drill-down over many neighbouring buckets pays it once per span, not once per
+/// bucket. Each bucket is still compared on its own, exactly as if read alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Full topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Each bucket with its offsets `[from, to)`, clipped to the window, in offset order.
+    pub buckets: Vec<(Bucket, i64, i64)>,
+}
+
+impl Span {
+    /// All of its offsets, `[from, to)`.
+    pub fn offsets(&self) -> (i64, i64) {
+        let from = self.buckets.first().map_or(0, |b| b.1);
+        (from, self.buckets.last().map_or(from, |b| b.2))
+    }
+}
+
+/// Groups clipped buckets (sorted, as [`differing`] returns them) into spans of neighbours:
+/// same topic and partition, each starting where the previous one ends, at most
+/// `buckets_max` per span (which bounds what one span holds in memory).
+pub fn spans(clipped: Vec<(Bucket, i64, i64)>, buckets_max: usize) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for (bucket, from, to) in clipped {
+        let joins = out.last().is_some_and(|s| {
+            s.topic == bucket.topic
+                && s.partition == bucket.partition
+                && s.offsets().1 == from
+                && s.buckets.len() < buckets_max.max(1)
+        });
+        if joins {
+            if let Some(s) = out.last_mut() {
+                s.buckets.push((bucket, from, to));
+            }
+        } else {
+            out.push(Span {
+                topic: bucket.topic.clone(),
+                partition: bucket.partition,
+                buckets: vec![(bucket, from, to)],
+            });
+        }
+    }
+    out
+}
+
 /// The first 32 bits of SHA-256 over `text`, as a number (what PostgreSQL computes with
 /// `('x' || left(encode(sha256(…), 'hex'), 8))::bit(32)::bigint`).
 pub fn fingerprint(text: &str) -> i64 {
@@ -165,6 +214,51 @@ mod tests {
         let mut b = Digests::new();
         b.insert(bucket(3), Digest::default());
         assert!(differing(&a, &b).is_empty());
+    }
+
+    fn clipped(partition: i32, block: i64) -> (Bucket, i64, i64) {
+        let b = Bucket {
+            topic: "t".into(),
+            partition,
+            block,
+        };
+        let (from, to) = b.offsets(10);
+        (b, from, to)
+    }
+
+    #[test]
+    fn neighbouring_buckets_of_a_partition_are_read_as_one_span() {
+        let found = spans(vec![clipped(0, 1), clipped(0, 2), clipped(0, 3)], 32);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].offsets(), (10, 40));
+        assert_eq!(found[0].buckets.len(), 3);
+    }
+
+    #[test]
+    fn a_gap_another_partition_or_the_size_bound_starts_a_new_span() {
+        let found = spans(
+            vec![
+                clipped(0, 1),
+                clipped(0, 3),
+                clipped(0, 4),
+                clipped(0, 5),
+                clipped(1, 6),
+            ],
+            2,
+        );
+        let offsets: Vec<(i32, (i64, i64))> =
+            found.iter().map(|s| (s.partition, s.offsets())).collect();
+        assert_eq!(
+            offsets,
+            vec![(0, (10, 20)), (0, (30, 50)), (0, (50, 60)), (1, (60, 70))]
+        );
+    }
+
+    #[test]
+    fn a_bucket_clipped_by_the_window_ends_its_span() {
+        let (b, from, _) = clipped(0, 1);
+        let found = spans(vec![(b, from, 15), clipped(0, 2)], 32);
+        assert_eq!(found.len(), 2);
     }
 
     proptest! {

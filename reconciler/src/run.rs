@@ -8,17 +8,19 @@
 //!   ledger ← digests computed by PostgreSQL          (GROUP BY bucket)
 //!   audit  ← digests computed by MongoDB             ($group by bucket)
 //! drill    ← for each bucket whose digests differ: re-read its offsets from the log, read
-//!            its rows / documents, compare record by record (drill.rs)
+//!            its rows / documents, compare record by record (drill.rs); neighbouring
+//!            differing buckets of a partition are read in one pass (a span)
 //! checks   ← double entry and balances of the accounts the window touched; requests
 //!            without a decision; dead letters not redriven
 //! record   ← the run and every discrepancy, in PostgreSQL
 //! ```
 //! A clean run costs one pass over the window's messages plus one aggregate per partition in
-//! each store; a drill-down costs one bucket's records per differing bucket.
+//! each store; a drill-down costs one bucket's records per differing bucket, and one seek
+//! per span of neighbouring ones.
 
 use crate::app::Context;
 use crate::audit_side;
-use crate::digest::{differing, Bucket, Digests};
+use crate::digest::{differing, spans, Bucket, Digests, Span};
 use crate::discrepancy::{count_by_kind, Discrepancy, Kind};
 use crate::drill::{compare_audit, compare_ledger, Clock, DecisionView};
 use crate::ledger_side;
@@ -29,6 +31,7 @@ use ledgerline_contracts::events::TransactionDecided;
 use ledgerline_runtime::backoff::Interrupted;
 use ledgerline_runtime::kafka::decode_message;
 use ledgerline_runtime::ranges::{self, OffsetRange, Position, RangeReader};
+use mongodb::bson::Document;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::Serialize;
@@ -236,17 +239,12 @@ async fn compare(
 
     let drill_started = Instant::now();
     let mut found = Vec::new();
-    for bucket in &ledger_differing {
-        let Some((from, to)) = clip(&ranges, bucket, size) else {
-            continue;
-        };
-        found.extend(drill_ledger(ctx, &view, bucket, from, to, clock, shutdown).await?);
+    let span_max = settings.drill_span_buckets_max;
+    for span in spans(clipped(&ranges, &ledger_differing, size), span_max) {
+        found.extend(drill_ledger(ctx, &view, &span, clock, shutdown).await?);
     }
-    for bucket in &audit_differing {
-        let Some((from, to)) = clip(&ranges, bucket, size) else {
-            continue;
-        };
-        found.extend(drill_audit(ctx, &view, bucket, from, to, shutdown).await?);
+    for span in spans(clipped(&ranges, &audit_differing, size), span_max) {
+        found.extend(drill_audit(ctx, &view, &span, shutdown).await?);
     }
     let drill_ms = drill_started.elapsed().as_millis();
     let checks_started = Instant::now();
@@ -283,12 +281,25 @@ fn total(digests: &Digests) -> i64 {
     digests.values().map(|d| d.count).sum()
 }
 
-/// The bucket's offsets within the window's range of its partition.
-fn clip(ranges: &ScanRanges, bucket: &Bucket, size: i64) -> Option<(i64, i64)> {
-    let w = ranges.window_of(&bucket.topic, bucket.partition)?;
-    let (from, to) = bucket.offsets(size);
-    let (from, to) = (from.max(w.from), to.min(w.to));
-    (from < to).then_some((from, to))
+/// Each bucket's offsets within the window's range of its partition (buckets outside it
+/// dropped).
+fn clipped(ranges: &ScanRanges, buckets: &[Bucket], size: i64) -> Vec<(Bucket, i64, i64)> {
+    buckets
+        .iter()
+        .filter_map(|bucket| {
+            let w = ranges.window_of(&bucket.topic, bucket.partition)?;
+            let (from, to) = bucket.offsets(size);
+            let (from, to) = (from.max(w.from), to.min(w.to));
+            (from < to).then(|| (bucket.clone(), from, to))
+        })
+        .collect()
+}
+
+/// The part of `items` (sorted by offset) whose offsets are in `[from, to)`.
+fn within<T>(items: &[T], offset: impl Fn(&T) -> i64, from: i64, to: i64) -> &[T] {
+    let start = items.partition_point(|x| offset(x) < from);
+    let end = items.partition_point(|x| offset(x) < to);
+    &items[start..end.max(start)]
 }
 
 /// Re-reads `[from, to)` of one partition from the log.
@@ -320,26 +331,34 @@ pub(crate) async fn read_range(
 async fn drill_ledger(
     ctx: &Context,
     view: &LogView,
-    bucket: &Bucket,
-    from: i64,
-    to: i64,
+    span: &Span,
     clock: Clock,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Discrepancy>, RunError> {
-    let messages = read_range(ctx, &bucket.topic, bucket.partition, from, to, shutdown).await?;
-    let mut seen = HashSet::new();
-    let decisions: Vec<DecisionView> = messages
+    let (from, to) = span.offsets();
+    let messages = read_range(ctx, &span.topic, span.partition, from, to, shutdown).await?;
+    let rows = ledger_side::rows_in(&ctx.pool, &span.topic, span.partition, from, to).await?;
+    // Per bucket, as if each had been read alone: a transaction counts once per bucket.
+    let buckets: Vec<(Vec<DecisionView>, &[ledger_side::LedgerRow])> = span
+        .buckets
         .iter()
-        .filter_map(|m| {
-            let d = decode_message::<TransactionDecided, _>(m).ok()?;
-            DecisionView::of(m.offset(), &d)
+        .map(|(_, from, to)| {
+            let mut seen = HashSet::new();
+            let decisions = within(&messages, |m| m.offset(), *from, *to)
+                .iter()
+                .filter_map(|m| {
+                    let d = decode_message::<TransactionDecided, _>(m).ok()?;
+                    DecisionView::of(m.offset(), &d)
+                })
+                .filter(|d| seen.insert(d.transaction_id))
+                .collect();
+            (decisions, within(&rows, |r| r.source_offset, *from, *to))
         })
-        .filter(|d| seen.insert(d.transaction_id))
         .collect();
-    let rows = ledger_side::rows_in(&ctx.pool, &bucket.topic, bucket.partition, from, to).await?;
     let at_offsets: HashSet<i64> = rows.iter().map(|r| r.source_offset).collect();
-    let unmatched: Vec<Uuid> = decisions
+    let unmatched: Vec<Uuid> = buckets
         .iter()
+        .flat_map(|(decisions, _)| decisions)
         .filter(|d| !at_offsets.contains(&d.offset))
         .map(|d| d.transaction_id)
         .collect();
@@ -348,39 +367,63 @@ async fn drill_ledger(
     } else {
         ledger_side::rows_of(&ctx.pool, &unmatched).await?
     };
-    Ok(compare_ledger(
-        &bucket.topic,
-        bucket.partition,
-        &decisions,
-        &rows,
-        &elsewhere,
-        &view.announced,
-        clock,
-    ))
+    Ok(buckets
+        .iter()
+        .flat_map(|(decisions, rows)| {
+            compare_ledger(
+                &span.topic,
+                span.partition,
+                decisions,
+                rows,
+                &elsewhere,
+                &view.announced,
+                clock,
+            )
+        })
+        .collect())
 }
 
 async fn drill_audit(
     ctx: &Context,
     view: &LogView,
-    bucket: &Bucket,
-    from: i64,
-    to: i64,
+    span: &Span,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Discrepancy>, RunError> {
-    let messages = read_range(ctx, &bucket.topic, bucket.partition, from, to, shutdown).await?;
+    let (from, to) = span.offsets();
+    let messages = read_range(ctx, &span.topic, span.partition, from, to, shutdown).await?;
     let documents =
-        audit_side::documents_in(&ctx.audit, &bucket.topic, bucket.partition, from, to).await?;
-    let before = match view.chain_before.get(bucket) {
-        Some(h) => h.clone(),
-        None => audit_side::anchor(&ctx.audit, &bucket.topic, bucket.partition, from).await?,
+        audit_side::documents_in(&ctx.audit, &span.topic, span.partition, from, to).await?;
+    let offset_of = |d: &Document| {
+        d.get_document("source")
+            .and_then(|s| s.get_i64("offset"))
+            .unwrap_or(-1)
     };
-    Ok(compare_audit(
-        &bucket.topic,
-        bucket.partition,
-        &messages,
-        &before,
-        &documents,
-    ))
+    let mut by_bucket: BTreeMap<&Bucket, Vec<Document>> = BTreeMap::new();
+    for d in documents {
+        let offset = offset_of(&d);
+        if let Some((bucket, ..)) = span
+            .buckets
+            .iter()
+            .find(|(_, from, to)| (*from..*to).contains(&offset))
+        {
+            by_bucket.entry(bucket).or_default().push(d);
+        }
+    }
+    let mut out = Vec::new();
+    for (bucket, from, to) in &span.buckets {
+        let before = match view.chain_before.get(bucket) {
+            Some(h) => h.clone(),
+            None => audit_side::anchor(&ctx.audit, &span.topic, span.partition, *from).await?,
+        };
+        out.extend(compare_audit(
+            &span.topic,
+            span.partition,
+            within(&messages, |m| m.offset(), *from, *to),
+            &before,
+            by_bucket.get(bucket).map_or(&[], Vec::as_slice),
+        ));
+    }
+    Ok(out)
 }
 
 async fn invariants(

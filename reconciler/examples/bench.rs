@@ -14,8 +14,9 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::event_headers;
+use ledgerline_runtime::ranges::{self, Position};
 use ledgerline_testkit::TestEnv;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::Document;
 use rdkafka::producer::FutureRecord;
 use reconciler::run::{reconcile, Window};
 use std::time::{Duration, Instant};
@@ -106,16 +107,41 @@ async fn main() -> anyhow::Result<()> {
             r?;
         }
     }
+    // Filled when the ledger holds every transaction (a count in PostgreSQL is cheap) and
+    // the audit holds the last message of every partition of both topics (indexed look-ups;
+    // the audit writes each partition in offset order). Not a document count: secantusdb
+    // counts by scanning the collection, and polling a count starved the writer it waited on.
     let docs = env.mongo.database().await?.collection::<Document>("events");
+    let reader = env.kafka.consumer("bench-poll", &format!("bench-poll-{}", env.id))?;
+    let postings = env.topic(topics::POSTINGS);
     loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
             .fetch_one(&env.pg)
             .await?;
-        let stored = docs.count_documents(doc! {}).await?;
-        if rows as usize >= n && stored as usize >= 2 * n {
+        if (rows as usize) < n {
+            continue;
+        }
+        let ends = [
+            (&topic, ranges::offsets_at(&reader, &topic, None, Position::End)?),
+            (&postings, ranges::offsets_at(&reader, &postings, None, Position::End)?),
+        ];
+        if ends[1].1.values().sum::<i64>() < n as i64 {
+            continue; // the outbox relay is still announcing
+        }
+        let mut complete = true;
+        for (name, ends) in &ends {
+            for (partition, end) in ends.iter().filter(|(_, end)| **end > 0) {
+                let last = mongodb::bson::doc! {
+                    "source.topic": name.as_str(), "source.partition": partition,
+                    "source.offset": end - 1,
+                };
+                complete &= docs.find_one(last).await?.is_some();
+            }
+        }
+        if complete {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     eprintln!(
         "filled {n} transactions ({} audit documents) in {:.1} s",

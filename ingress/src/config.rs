@@ -53,8 +53,13 @@ pub struct HttpSettings {
     pub connections_max: usize,
     /// A client must finish sending headers within this time (slowloris guard).
     pub header_read_timeout_ms: u64,
-    /// A request (body read + publish) must complete within this time.
+    /// A request's body must arrive within this time (else 408). Publishing has its own
+    /// bound (`publish.produce_timeout_ms`), and so do reads from the stores.
     pub request_timeout_ms: u64,
+    /// A read from a store (status in Redis, the ledger in PostgreSQL, the audit trail in
+    /// MongoDB) must answer within this time, else 503 with `Retry-After`. Separate from the
+    /// body deadline: a short body deadline must not turn a slow but healthy read into a 503.
+    pub store_read_timeout_ms: u64,
     /// Keep idle connections open for reuse.
     pub keep_alive: bool,
     /// On shutdown, in-flight requests get this long to finish.
@@ -70,6 +75,7 @@ impl Default for HttpSettings {
             connections_max: 10_000,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            store_read_timeout_ms: 5_000,
             keep_alive: true,
             shutdown_grace_ms: 15_000,
             events_max: 500,
@@ -209,6 +215,11 @@ impl Validate for Settings {
             self.http.body_bytes_max >= 256,
             "http.body_bytes_max",
             "must be >= 256",
+        )?;
+        ensure(
+            (1..=60_000).contains(&self.http.store_read_timeout_ms),
+            "http.store_read_timeout_ms",
+            "must be in 1..=60000",
         )?;
         ensure(
             self.http.connections_max >= 1,

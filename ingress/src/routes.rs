@@ -127,6 +127,11 @@ fn auth_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<
         .map_err(|_| SigningError::MalformedHeader(name).into())
 }
 
+/// How long a read from a store may take before the answer is a 503.
+fn store_read_timeout(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_millis(state.settings.http.store_read_timeout_ms)
+}
+
 /// Reads the body under the size limit; the declared length is checked before reading.
 async fn read_body(
     state: &AppState,
@@ -348,7 +353,7 @@ async fn live_status(
         metrics::status_store_failed("read");
         return Err(unavailable("the status store is unavailable"));
     };
-    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let timeout = store_read_timeout(state);
     match tokio::time::timeout(timeout, store.get(&transaction_id.to_string())).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(error)) => {
@@ -369,7 +374,7 @@ async fn ledger_status(
     merchant: &MerchantId,
     transaction_id: &TransactionId,
 ) -> Result<Option<TransactionStatus>, Problem> {
-    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let timeout = store_read_timeout(state);
     let read = state
         .ledger
         .transaction(merchant.as_str(), *transaction_id.as_uuid());
@@ -405,7 +410,7 @@ async fn get_events(
         retry_after_secs: 1,
         detail,
     };
-    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let timeout = store_read_timeout(state);
     let id = transaction_id.to_string();
     let read = state.audit.events(merchant.as_str(), &id);
     let events = match tokio::time::timeout(timeout, read).await {
@@ -439,7 +444,7 @@ async fn get_balance(
     let (parts, body) = read_body(state, req).await?;
     let merchant = verify(state, &parts, "", &body)?;
     let account = AccountId::parse(raw_account).map_err(|_| Problem::NotFound)?;
-    let timeout = std::time::Duration::from_millis(state.settings.http.request_timeout_ms);
+    let timeout = store_read_timeout(state);
     let balances = match tokio::time::timeout(
         timeout,
         state.ledger.balances(merchant.as_str(), account.as_str()),

@@ -55,9 +55,9 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let ledger = ledger_writer::Application::build(ledger_settings).await?;
     let audit = audit::Application::build(audit_settings).await?;
-    let ledger_task = tokio::spawn(ledger.run_until_stopped(stop.clone()));
-    let audit_task = tokio::spawn(audit.run_until_stopped(stop.clone()));
 
+    // The topic is filled before the writers start, so producing does not compete with them
+    // for the broker (at 10⁶, sends queued behind their fetches timed out).
     let fill = Instant::now();
     let producer = env.kafka.producer("bench")?;
     let topic = env.topic(topics::OUTCOMES);
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
                             .key(&account)
                             .payload(&payload)
                             .headers(headers),
-                        Duration::from_secs(30),
+                        Duration::from_secs(120),
                     )
                     .await
                     .map_err(|(e, _)| e)
@@ -107,12 +107,17 @@ async fn main() -> anyhow::Result<()> {
             r?;
         }
     }
+    let produced = fill.elapsed();
+    let ledger_task = tokio::spawn(ledger.run_until_stopped(stop.clone()));
+    let audit_task = tokio::spawn(audit.run_until_stopped(stop.clone()));
     // Filled when the ledger holds every transaction (a count in PostgreSQL is cheap) and
     // the audit holds the last message of every partition of both topics (indexed look-ups;
     // the audit writes each partition in offset order). Not a document count: secantusdb
     // counts by scanning the collection, and polling a count starved the writer it waited on.
     let docs = env.mongo.database().await?.collection::<Document>("events");
-    let reader = env.kafka.consumer("bench-poll", &format!("bench-poll-{}", env.id))?;
+    let reader = env
+        .kafka
+        .consumer("bench-poll", &format!("bench-poll-{}", env.id))?;
     let postings = env.topic(topics::POSTINGS);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -123,8 +128,14 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         let ends = [
-            (&topic, ranges::offsets_at(&reader, &topic, None, Position::End)?),
-            (&postings, ranges::offsets_at(&reader, &postings, None, Position::End)?),
+            (
+                &topic,
+                ranges::offsets_at(&reader, &topic, None, Position::End)?,
+            ),
+            (
+                &postings,
+                ranges::offsets_at(&reader, &postings, None, Position::End)?,
+            ),
         ];
         if ends[1].1.values().sum::<i64>() < n as i64 {
             continue; // the outbox relay is still announcing
@@ -144,9 +155,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     eprintln!(
-        "filled {n} transactions ({} audit documents) in {:.1} s",
+        "filled {n} transactions ({} audit documents) in {:.1} s ({:.1} s producing them)",
         2 * n,
-        fill.elapsed().as_secs_f64()
+        fill.elapsed().as_secs_f64(),
+        produced.as_secs_f64()
     );
     stop.cancel();
     let _ = ledger_task.await;

@@ -211,6 +211,15 @@ pub fn compare_ledger(
     out
 }
 
+/// The log offset an audit document records as its source (-1 when it records none, which
+/// no message has).
+pub fn source_offset(document: &Document) -> i64 {
+    document
+        .get_document("source")
+        .and_then(|s| s.get_i64("offset"))
+        .unwrap_or(-1)
+}
+
 /// Compares one audit bucket with the log. `messages` are the log's messages of the bucket
 /// (in offset order), `chain_before` the chain hash before the first of them, `documents`
 /// the stored documents of the bucket.
@@ -234,11 +243,7 @@ pub fn compare_audit(
     };
     let mut by_offset: BTreeMap<i64, &Document> = BTreeMap::new();
     for d in documents {
-        let offset = d
-            .get_document("source")
-            .and_then(|s| s.get_i64("offset"))
-            .unwrap_or(-1);
-        by_offset.insert(offset, d);
+        by_offset.insert(source_offset(d), d);
     }
     let mut prev = chain_before.to_string();
     for m in messages {

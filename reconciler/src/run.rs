@@ -22,7 +22,7 @@ use crate::app::Context;
 use crate::audit_side;
 use crate::digest::{differing, spans, Bucket, Digests, Span};
 use crate::discrepancy::{count_by_kind, Discrepancy, Kind};
-use crate::drill::{compare_audit, compare_ledger, Clock, DecisionView};
+use crate::drill::{compare_audit, compare_ledger, source_offset, Clock, DecisionView};
 use crate::ledger_side;
 use crate::metrics;
 use crate::record;
@@ -31,7 +31,6 @@ use ledgerline_contracts::events::TransactionDecided;
 use ledgerline_runtime::backoff::Interrupted;
 use ledgerline_runtime::kafka::decode_message;
 use ledgerline_runtime::ranges::{self, OffsetRange, Position, RangeReader};
-use mongodb::bson::Document;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::Serialize;
@@ -391,24 +390,11 @@ async fn drill_audit(
 ) -> Result<Vec<Discrepancy>, RunError> {
     let (from, to) = span.offsets();
     let messages = read_range(ctx, &span.topic, span.partition, from, to, shutdown).await?;
-    let documents =
+    // The server returns them unsorted (see `documents_in`); sorted here, each bucket's are
+    // a slice, like its messages.
+    let mut documents =
         audit_side::documents_in(&ctx.audit, &span.topic, span.partition, from, to).await?;
-    let offset_of = |d: &Document| {
-        d.get_document("source")
-            .and_then(|s| s.get_i64("offset"))
-            .unwrap_or(-1)
-    };
-    let mut by_bucket: BTreeMap<&Bucket, Vec<Document>> = BTreeMap::new();
-    for d in documents {
-        let offset = offset_of(&d);
-        if let Some((bucket, ..)) = span
-            .buckets
-            .iter()
-            .find(|(_, from, to)| (*from..*to).contains(&offset))
-        {
-            by_bucket.entry(bucket).or_default().push(d);
-        }
-    }
+    documents.sort_by_cached_key(source_offset);
     let mut out = Vec::new();
     for (bucket, from, to) in &span.buckets {
         let before = match view.chain_before.get(bucket) {
@@ -420,7 +406,7 @@ async fn drill_audit(
             span.partition,
             within(&messages, |m| m.offset(), *from, *to),
             &before,
-            by_bucket.get(bucket).map_or(&[], Vec::as_slice),
+            within(&documents, source_offset, *from, *to),
         ));
     }
     Ok(out)

@@ -1,7 +1,7 @@
 //! Reconciler benchmark (a measurement, not a test): fills an isolated environment with N
 //! accepted decisions through the real ledger-writer and then the audit's replay path (its
-//! writer's own `process`), then times a clean run over
-//! the window and runs with K injected differences (ledger rows deleted, spread evenly).
+//! writer's own `process`), then times a clean run over the window and runs with K injected
+//! differences (ledger rows deleted, spread evenly).
 //!
 //! ```sh
 //! cargo run --release -p reconciler --example bench -- 100000 10,1000
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let ledger = ledger_writer::Application::build(ledger_settings).await?;
 
-    // The topic is filled before the writers start, so producing does not compete with them
+    // The topic is filled before the ledger-writer starts, so producing does not compete with them
     // for the broker (at 10⁶, sends queued behind their fetches timed out).
     let fill = Instant::now();
     let producer = env.kafka.producer("bench")?;
@@ -159,10 +159,15 @@ async fn main() -> anyhow::Result<()> {
         ledgered.as_secs_f64(),
     );
 
+    // At 10⁶ secantusdb spends longer than the default 30 s in one `$group`, misses the
+    // driver's heartbeat (the driver times heartbeats by `connect_timeout`) and the driver
+    // cuts the digest query; a real MongoDB answers heartbeats on another thread.
+    let mut mongo = env.mongo.clone();
+    mongo.connect_timeout_ms = mongo.connect_timeout_ms.max(120_000);
     let mut settings = reconciler::Settings {
         kafka,
         postgres: env.postgres.clone(),
-        mongo: env.mongo.clone(),
+        mongo,
         redis: env.redis.clone(),
         ..reconciler::Settings::default()
     };

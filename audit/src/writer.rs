@@ -28,7 +28,7 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::kafka::DeadLetterer;
 use mongodb::bson::DateTime;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -133,15 +133,7 @@ impl Writer {
                 );
                 break;
             };
-            let mode = if shutdown.is_cancelled() {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            if let Err(error) = committer.commit(consumer, &batch, mode) {
-                // MongoDB has the batch; a lost commit only means an idempotent redelivery.
-                tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
-            }
+            committer.commit_stored(consumer, &batch, &shutdown);
             tracing::debug!(?report, "batch recorded");
             metrics::batch_size(batch.len());
             metrics::batch_duration(started.elapsed());

@@ -1,19 +1,28 @@
 //! The raw producer ceiling (benchmark support): how fast this machine's broker acknowledges
-//! messages like ingress's (same client settings, 300-byte values, keyed by account), from one
-//! process, with at most `in_flight` messages outstanding.
+//! the messages ingress publishes for the load generator's requests (same client settings, the
+//! same `TransactionRequested` value and the design's three headers, keyed by account), from
+//! one process, with at most `in_flight` messages outstanding.
+//!
+//! `bare` as a third argument sends 300-byte values without headers instead, the ceiling the
+//! first figures used: on nisshi, headers cost a large share of the broker's rate, so the two
+//! ceilings differ a lot (see docs/benchmarks.md).
 //!
 //! ```bash
-//! cargo run --release -p ingress --example producer_ceiling -- 200000 1024
+//! cargo run --release -p ingress --example producer_ceiling -- 200000 1024 [bare]
 //! ```
 
-use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_contracts::events::{self, Event, TransactionRequested};
+use ledgerline_contracts::ids::AccountId;
+use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let bare = std::env::args().nth(3).as_deref() == Some("bare");
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .take(2)
         .map(|a| {
             a.parse()
                 .expect("usage: producer_ceiling <messages> <in_flight>")
@@ -29,19 +38,39 @@ async fn main() -> anyhow::Result<()> {
     let topic = settings.topic("txn.requests");
     settings.ensure_topics(std::slice::from_ref(&topic)).await?;
     let producer = settings.producer("ceiling")?;
-    let payload = vec![b'x'; 300];
+    // What ingress publishes for wrk_signed's bodies: no description, metadata or callback.
+    let mut template: TransactionRequested = serde_json::from_str(include_str!(
+        "../../lib/contracts/tests/fixtures/transaction_requested.json"
+    ))?;
+    template.description = None;
+    template.metadata = Default::default();
+    template.callback_url = None;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(n);
     for chunk_start in (0..n).step_by(in_flight) {
         let end = (chunk_start + in_flight).min(n);
         let sends = (chunk_start..end).map(|i| {
             let key = format!("acc-{}", i % 10_000);
+            let correlation_id = format!("ceiling-{i}");
+            let payload = if bare {
+                vec![b'x'; 300]
+            } else {
+                let mut message = template.clone();
+                message.account_id = AccountId::parse(&key).expect("valid account id");
+                message.correlation_id.clone_from(&correlation_id);
+                events::encode(&message)
+            };
             let producer = producer.clone();
             let topic = topic.clone();
-            let payload = payload.clone();
             async move {
                 let sent = Instant::now();
-                let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
+                if !bare {
+                    record = record.headers(event_headers(
+                        TransactionRequested::EVENT_TYPE,
+                        &correlation_id,
+                    ));
+                }
                 producer
                     .send(record, Duration::from_secs(30))
                     .await
@@ -59,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "messages": n, "in_flight": in_flight, "seconds": secs,
+            "kind": if bare { "bare 300-byte values" } else { "ingress's messages with headers" },
             "per_second": (n as f64 / secs).round(),
             "ack_p50_ms": pct(0.50).as_secs_f64() * 1e3,
             "ack_p99_ms": pct(0.99).as_secs_f64() * 1e3,

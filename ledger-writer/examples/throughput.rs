@@ -3,12 +3,13 @@
 //! 1. Pre-fills `txn.outcomes` of a fresh environment with N accepted decisions over A
 //!    accounts (30 % debits).
 //! 2. Service rate: starts the real writer (consumer group, batches, relay) and times the
-//!    first to the last posted transaction.
+//!    first to the last posted transaction, taking progress from its `/metrics`; prints where
+//!    the batch time went.
 //! 3. Raw rate: in a second fresh database, the same decisions are posted with the same
 //!    statements (`LedgerStore::post`) in batches of the same size, without Kafka or the relay.
 //!
 //! ```bash
-//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000
+//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000 [no-relay]
 //! ```
 
 use ledger_writer::plan::{Accepted, Source};
@@ -21,7 +22,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::event_headers;
-use ledgerline_testkit::TestEnv;
+use ledgerline_testkit::{metrics, TestEnv};
 use rand::Rng;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::time::{Duration, Instant};
@@ -99,11 +100,15 @@ async fn count(pool: &sqlx::PgPool) -> i64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `no-relay` (third argument) is a diagnostic, not the benchmark: it shows how much of the
+    // shared broker and cores the outbox relay takes from the writer.
+    let no_relay = std::env::args().nth(3).as_deref() == Some("no-relay");
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .take(2)
         .map(|a| {
             a.parse()
-                .expect("usage: throughput [transactions] [accounts]")
+                .expect("usage: throughput [transactions] [accounts] [no-relay]")
         })
         .collect();
     let n = args.first().copied().unwrap_or(1_000_000);
@@ -129,20 +134,29 @@ async fn main() -> anyhow::Result<()> {
     };
     settings.kafka.create_topics = false;
     settings.postgres.pool_size_max = 8;
+    settings.faults.relay_disabled = no_relay;
     let batch_size = settings.batch.batch_size_max;
     let app = Application::build(settings.clone()).await?;
+    let metrics_url = format!("http://{}/metrics", app.admin_addr());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let mut first: Option<Instant> = None;
-    let mut seen = 0;
-    while seen < n as i64 {
+    let exposition = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        seen = count(&env.pg).await;
-        if seen > 0 && first.is_none() {
-            first = Some(Instant::now());
+        // Progress from the writer's own counter of committed transactions: a count(*) per
+        // poll would compete with the writer for PostgreSQL.
+        let exposition = reqwest::get(&metrics_url).await?.text().await?;
+        let seen = metrics::total(&exposition, "ledgerline_ledger_writer_transactions_total");
+        if seen > 0.0 {
+            first.get_or_insert_with(Instant::now);
         }
-    }
+        if seen >= n as f64 {
+            break exposition;
+        }
+    };
     let service_secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let histograms = metrics::histogram_totals(&exposition, "ledgerline_ledger_writer_");
+    assert_eq!(count(&env.pg).await, n as i64);
     let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(&env.pg)
         .await?;
@@ -181,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "transactions": n,
+            "relay": !no_relay,
             "accounts": accounts,
             "declined": declined,
             "batch_size_max": batch_size,
@@ -190,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             "raw_per_second": raw_rate.round(),
             "ratio": (service_rate / raw_rate * 100.0).round() / 100.0,
             "outbox_unsent_at_end": unsent,
+            "histograms": histograms,
         })
     );
     Ok(())

@@ -21,7 +21,7 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::kafka::{decode_message, DeadLetterer};
 use ledgerline_runtime::status::StatusStore;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,8 +89,15 @@ impl Writer {
         let mut batch = next_batch(consumer, &self.settings.batch, &shutdown).await;
         while !batch.is_empty() {
             let started = Instant::now();
+            let written = async {
+                let report = self.process(&batch, &shutdown).await?;
+                // Committed here, not after the join: with no next message the join would
+                // hold this commit back until one arrives.
+                committer.commit_stored(consumer, &batch, &shutdown);
+                Ok::<_, Interrupted>(report)
+            };
             let (written, next) = tokio::join!(
-                self.process(&batch, &shutdown),
+                written,
                 next_batch(consumer, &self.settings.batch, &shutdown),
             );
             if written.is_err() {
@@ -100,15 +107,6 @@ impl Writer {
                     "shutdown during an outage; batch left uncommitted"
                 );
                 break;
-            }
-            let mode = if shutdown.is_cancelled() {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            if let Err(error) = committer.commit(consumer, &batch, mode) {
-                // The ledger has the batch; a lost commit only means an idempotent redelivery.
-                tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
             }
             metrics::batch_size(batch.len());
             metrics::batch_duration(started.elapsed());

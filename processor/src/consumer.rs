@@ -1,14 +1,16 @@
 //! The processor's run loop.
 //!
 //! ```text
-//! loop:
-//!   batch ← next_batch(count ≤ batch_size_max, bytes ≤ batch_bytes_max, age ≤ flush_interval_ms)
-//!   decode each; poison → <topic>.dlq (acknowledged) and skipped
-//!   propose a decision per request (rules), claim all keys in one Redis script call
-//!   verdict per request: first sight | redelivery (same decision again) | duplicate | conflict
-//!   produce every TransactionDecided (deterministic event_id) and wait for all acks
-//!   write the status read model for the batch in one pipeline
-//!   commit offsets
+//! loop:                                       (stage two of batch N overlaps stage one of N+1)
+//!   stage one, fetch_and_decide:
+//!     batch ← next_batch(count ≤ batch_size_max, bytes ≤ batch_bytes_max, age ≤ flush_interval_ms)
+//!     decode each; poison → <topic>.dlq (acknowledged) and skipped
+//!     propose a decision per request (rules), claim all keys in one Redis script call
+//!     verdict per request: first sight | redelivery (same decision again) | duplicate | conflict
+//!   stage two, report (after N-1's stage two):
+//!     produce every TransactionDecided (deterministic event_id) and wait for all acks,
+//!     while writing the status read model for the batch in one pipeline
+//!     commit offsets
 //! ```
 //! Every dependency failure retries the failed step with capped backoff, forever, without
 //! skipping or dead-lettering anything; shutdown during an outage exits without committing, so
@@ -28,7 +30,7 @@ use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{decode_message, produce_all, DeadLetterer, Outgoing};
 use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use std::sync::Arc;
@@ -64,11 +66,16 @@ impl std::fmt::Debug for Processor {
     }
 }
 
-/// One request with its verdict and the event that reports it.
-struct Decided<'a> {
-    event: TransactionDecided,
-    request: &'a TransactionRequested,
-    verdict: Verdict,
+/// A batch whose keys are claimed and decisions taken, not yet reported.
+///
+/// Everything in it is owned, so the next batch can be fetched and claimed while this one is
+/// produced (the two stages of [`Processor::run`]).
+struct Decided {
+    batch: Vec<OwnedMessage>,
+    events: Vec<TransactionDecided>,
+    updates: Vec<StatusUpdate>,
+    tally: BatchTally,
+    started: Instant,
 }
 
 enum Item {
@@ -78,44 +85,70 @@ enum Item {
 
 impl Processor {
     /// Processes batches until `shutdown`; commits the last finished batch synchronously.
+    ///
+    /// Two stages overlap: while batch N's outcomes are produced and its status written,
+    /// batch N+1 is fetched and its keys claimed. Claims still happen one batch after another
+    /// in offset order, so every decision is the one a strictly sequential loop would take;
+    /// and N+1's outcomes are produced only after all of N's are acknowledged, so a produce
+    /// retry can never put an account's outcomes out of order. At most one decided batch waits
+    /// (the pipeline's bound). Offsets of N are committed as soon as N is reported.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut committer = Committer::default();
-        loop {
-            let batch = next_batch(&self.consumer, &self.settings.batch, &shutdown).await;
-            if batch.is_empty() {
-                break;
+        let mut pending = match self.fetch_and_decide(&shutdown).await {
+            Ok(Some(decided)) => decided,
+            Ok(None) => return self.stop(),
+            Err(Interrupted) => {
+                tracing::warn!("shutdown during an outage; batch left uncommitted");
+                return self.stop();
             }
-            let started = Instant::now();
-            // A batch in hand is finished even after shutdown starts, unless a dependency is
-            // down: then `retry` gives up at shutdown and the batch is redelivered later.
-            if self.process(&batch, &shutdown).await.is_err() {
+        };
+        loop {
+            let report = async {
+                // A batch in hand is finished even after shutdown starts, unless a dependency
+                // is down: then `retry` gives up at shutdown and the batch is redelivered.
+                self.report(&pending, &shutdown).await?;
+                committer.commit_stored(&self.consumer, &pending.batch, &shutdown);
+                Ok::<_, Interrupted>(())
+            };
+            let (reported, next) = tokio::join!(report, self.fetch_and_decide(&shutdown));
+            if reported.is_err() {
+                // `next` (if any) is after this batch and is not committed either.
                 tracing::warn!(
-                    messages = batch.len(),
+                    messages = pending.batch.len(),
                     "shutdown during an outage; batch left uncommitted"
                 );
                 break;
             }
-            let mode = if shutdown.is_cancelled() {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            if let Err(error) = committer.commit(&self.consumer, &batch, mode) {
-                // The outcomes are durable; a lost commit only means an idempotent redelivery.
-                tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+            metrics::batch_size(pending.batch.len());
+            metrics::batch_duration(pending.started.elapsed());
+            match next {
+                Ok(Some(decided)) => pending = decided,
+                Ok(None) => break,
+                Err(Interrupted) => {
+                    tracing::warn!("shutdown during an outage; batch left uncommitted");
+                    break;
+                }
             }
-            metrics::batch_size(batch.len());
-            metrics::batch_duration(started.elapsed());
         }
+        self.stop();
+    }
+
+    fn stop(&self) {
         self.consumer.unsubscribe();
         tracing::info!("processor loop stopped");
     }
 
-    async fn process(
+    /// Stage one: the next batch (`None` on shutdown), its poison dead-lettered, its keys
+    /// claimed in one script call and a verdict taken per request.
+    async fn fetch_and_decide(
         &self,
-        batch: &[OwnedMessage],
         shutdown: &CancellationToken,
-    ) -> Result<(), Interrupted> {
+    ) -> Result<Option<Decided>, Interrupted> {
+        let batch = next_batch(&self.consumer, &self.settings.batch, shutdown).await;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
         let items: Vec<(&OwnedMessage, Item)> = batch.iter().map(|m| (m, decode(m))).collect();
         for (message, item) in &items {
             if let Item::Poison(reason) = item {
@@ -129,9 +162,6 @@ impl Processor {
                 Item::Poison(_) => None,
             })
             .collect();
-        if requests.is_empty() {
-            return Ok(());
-        }
 
         let now = ledgerline_runtime::time::now();
         let decided_at = now.format(&Rfc3339).unwrap_or_default();
@@ -164,59 +194,73 @@ impl Processor {
                 result
             })
             .await?;
-        if self.settings.faults.crash_after_claim {
+        if self.settings.faults.crash_after_claim && !proposals.is_empty() {
             tracing::error!("fault injection: aborting after claiming idempotency keys");
             std::process::abort();
         }
 
         let mut tally = BatchTally::default();
         let mut redeliveries = 0;
-        let decided: Vec<Decided<'_>> = proposals
-            .iter()
-            .zip(found.iter())
-            .map(|((request, proposed), found)| {
-                let verdict = decide(request, found.as_ref(), proposed);
-                tally.add(verdict.decision, verdict.reason_code.as_deref());
-                redeliveries += u64::from(verdict.redelivery);
-                Decided {
-                    event: decided_event(request, &verdict),
-                    request,
-                    verdict,
-                }
-            })
-            .collect();
+        let mut events = Vec::with_capacity(proposals.len());
+        let mut updates = Vec::with_capacity(proposals.len() * 2);
+        for ((request, proposed), found) in proposals.iter().zip(found.iter()) {
+            let verdict = decide(request, found.as_ref(), proposed);
+            tally.add(verdict.decision, verdict.reason_code.as_deref());
+            redeliveries += u64::from(verdict.redelivery);
+            let event = decided_event(request, &verdict);
+            push_status_updates(&mut updates, &event, request, &verdict);
+            events.push(event);
+        }
         metrics::redelivered(redeliveries);
+        drop(items);
+        Ok(Some(Decided {
+            batch,
+            events,
+            updates,
+            tally,
+            started,
+        }))
+    }
 
-        self.produce_all(&decided, shutdown).await?;
-        let updates = status_updates(&decided);
-        self.retrier
-            .run("redis", REDIS, shutdown, || async {
-                let started = Instant::now();
-                let result = self.status.apply(&updates).await;
-                metrics::redis_duration("status", started.elapsed());
-                result
-            })
-            .await?;
-        tally.emit();
+    /// Stage two: produces every outcome (waiting for all acks) and writes the status read
+    /// model, concurrently. The status may show a decision a moment before its outcome is
+    /// acknowledged; that decision is already fixed in the idempotency record, and a crash
+    /// here re-emits exactly it on redelivery, so the read model never shows a decision that
+    /// will not happen.
+    async fn report(
+        &self,
+        decided: &Decided,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let status = self.retrier.run("redis", REDIS, shutdown, || async {
+            let started = Instant::now();
+            let result = self.status.apply(&decided.updates).await;
+            metrics::redis_duration("status", started.elapsed());
+            result
+        });
+        let (produced, written) = tokio::join!(self.produce_all(&decided.events, shutdown), status);
+        produced?;
+        written?;
+        decided.tally.emit();
         Ok(())
     }
 
     /// Produces every outcome and waits for all acknowledgements; retries the failed ones.
     async fn produce_all(
         &self,
-        decided: &[Decided<'_>],
+        events: &[TransactionDecided],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let payloads: Vec<Vec<u8>> = decided.iter().map(|d| events::encode(&d.event)).collect();
-        let messages: Vec<Outgoing<'_>> = decided
+        let payloads: Vec<Vec<u8>> = events.iter().map(events::encode).collect();
+        let messages: Vec<Outgoing<'_>> = events
             .iter()
             .zip(&payloads)
-            .map(|(d, payload)| Outgoing {
+            .map(|(event, payload)| Outgoing {
                 topic: &self.outcomes_topic,
-                key: d.event.account_id.as_str(),
+                key: event.account_id.as_str(),
                 payload,
                 event_type: TransactionDecided::EVENT_TYPE,
-                correlation_id: &d.event.correlation_id,
+                correlation_id: &event.correlation_id,
             })
             .collect();
         let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
@@ -297,36 +341,32 @@ fn state_of(decision: Decision) -> State {
     }
 }
 
-fn status_updates(decided: &[Decided<'_>]) -> Vec<StatusUpdate> {
-    let mut updates = Vec::with_capacity(decided.len() * 2);
-    for Decided {
-        event,
-        request,
-        verdict,
-    } in decided
-    {
-        let transaction_id = event.transaction_id.to_string();
-        if verdict.owner {
-            updates.push(StatusUpdate::Decided {
-                transaction_id: transaction_id.clone(),
-                merchant_id: event.merchant_id.to_string(),
-                fields: TransactionFields::from_requested(request),
-                state: state_of(event.decision),
-                reason_code: event.reason_code.clone(),
-                at: verdict.decided_at.clone(),
-            });
-        }
-        updates.push(StatusUpdate::Attempt {
-            transaction_id,
-            attempt: Attempt {
-                request_id: event.request_id.to_string(),
-                decision: state_of(event.decision),
-                reason_code: event.reason_code.clone(),
-                at: verdict.decided_at.clone(),
-            },
+fn push_status_updates(
+    updates: &mut Vec<StatusUpdate>,
+    event: &TransactionDecided,
+    request: &TransactionRequested,
+    verdict: &Verdict,
+) {
+    let transaction_id = event.transaction_id.to_string();
+    if verdict.owner {
+        updates.push(StatusUpdate::Decided {
+            transaction_id: transaction_id.clone(),
+            merchant_id: event.merchant_id.to_string(),
+            fields: TransactionFields::from_requested(request),
+            state: state_of(event.decision),
+            reason_code: event.reason_code.clone(),
+            at: verdict.decided_at.clone(),
         });
     }
-    updates
+    updates.push(StatusUpdate::Attempt {
+        transaction_id,
+        attempt: Attempt {
+            request_id: event.request_id.to_string(),
+            decision: state_of(event.decision),
+            reason_code: event.reason_code.clone(),
+            at: verdict.decided_at.clone(),
+        },
+    });
 }
 
 /// The DLQ topic name of this deployment's request topic.

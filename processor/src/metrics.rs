@@ -26,10 +26,10 @@ impl BatchTally {
     }
 
     /// Publishes the batch's counts.
-    pub fn emit(self) {
-        for ((decision, reason), n) in self.counts {
-            counter!("ledgerline_processor_decisions_total", "decision" => decision, "reason" => reason)
-                .increment(n);
+    pub fn emit(&self) {
+        for ((decision, reason), n) in &self.counts {
+            counter!("ledgerline_processor_decisions_total", "decision" => *decision, "reason" => reason.clone())
+                .increment(*n);
         }
     }
 }

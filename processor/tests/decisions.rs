@@ -47,6 +47,49 @@ async fn a_first_request_is_accepted_and_its_status_says_so() {
 }
 
 #[tokio::test]
+async fn a_redis_that_has_forgotten_its_scripts_still_records_the_decision_and_every_attempt() {
+    // What a Redis restart does to the script cache; the claim and the status writes send
+    // their scripts by hash and must load them again rather than retry forever.
+    let env = TestEnv::new().await.unwrap();
+    let mut conn = env.redis_conn().await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let running = start(settings(&env)).await;
+    let req = request("m1", "k-flushed", "acc-1", 1_000, "fp1");
+    let retry = request("m1", "k-flushed", "acc-1", 1_000, "fp1");
+
+    publish(&env, &producer(&env), &req).await;
+    publish(&env, &producer(&env), &retry).await;
+
+    let out = outcomes(&env, 2).await;
+    let decisions: BTreeSet<String> = out
+        .iter()
+        .map(|r| r.json()["decision"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        decisions,
+        BTreeSet::from(["ACCEPTED".into(), "DUPLICATE".into()])
+    );
+    let store = StatusStore::new(conn, &env.redis.key_prefix, &Default::default());
+    let status =
+        ledgerline_testkit::wait::until("two attempts", Duration::from_secs(10), || async {
+            store
+                .get(&req.transaction_id.to_string())
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| s.attempts.len() == 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!(status.state, State::Accepted);
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn each_rule_rejects_with_its_own_reason_code() {
     let env = TestEnv::new().await.unwrap();
     let mut s = settings(&env);

@@ -145,6 +145,28 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Commits a batch its store already has: synchronously once `shutdown` has begun (the
+    /// process is about to leave the group), asynchronously otherwise. A failure is only
+    /// logged, because the store has the batch and a lost commit means an idempotent
+    /// redelivery, not a loss.
+    pub fn commit_stored(
+        &mut self,
+        consumer: &StreamConsumer,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) {
+        let mode = if shutdown.is_cancelled() {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        if let Err(error) = self.commit(consumer, batch, mode) {
+            tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+        }
+    }
+}
+
 /// Every 10 s, publishes `ledgerline_<service>_consumer_lag_messages{topic,partition}` for the
 /// assigned partitions (high watermark − position).
 pub fn spawn_lag_reporter(

@@ -182,6 +182,8 @@ pub struct StatusStore {
     prefix: String,
     retention_secs: i64,
     attempts_max: u32,
+    /// Sent by hash (EVALSHA): its body would otherwise travel and be hashed once per attempt.
+    attempt_script: redis::Script,
 }
 
 impl std::fmt::Debug for StatusStore {
@@ -221,6 +223,7 @@ impl StatusStore {
             retention_secs: i64::try_from(settings.retention_hours.saturating_mul(3600))
                 .unwrap_or(i64::MAX),
             attempts_max: settings.attempts_max.max(1),
+            attempt_script: redis::Script::new(ATTEMPT_SCRIPT),
         }
     }
 
@@ -242,7 +245,15 @@ impl StatusStore {
             self.add_to_pipe(&mut pipe, update);
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await
+        match pipe.query_async::<()>(&mut conn).await {
+            // A restarted or flushed Redis has forgotten the script: load it and send the
+            // pipeline again, which is safe because every update in it is idempotent.
+            Err(error) if error.kind() == redis::ErrorKind::NoScriptError => {
+                self.attempt_script.load_async(&mut conn).await?;
+                pipe.query_async::<()>(&mut conn).await
+            }
+            result => result,
+        }
     }
 
     fn add_to_pipe(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {
@@ -288,8 +299,8 @@ impl StatusStore {
                 // script caps the number of attempts kept (first ones win).
                 let attempts = self.attempts_key(transaction_id);
                 let entry = serde_json::to_string(attempt).unwrap_or_default();
-                pipe.cmd("EVAL")
-                    .arg(ATTEMPT_SCRIPT)
+                pipe.cmd("EVALSHA")
+                    .arg(self.attempt_script.get_hash())
                     .arg(1)
                     .arg(&attempts)
                     .arg(&attempt.request_id)

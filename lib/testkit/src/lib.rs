@@ -5,6 +5,7 @@
 //!   local services that `scripts/up` starts.
 //! - [`wait`]: bounded polling for conditions (never a bare sleep).
 //! - [`kafka`]: producing raw messages and reading a topic back from the beginning.
+//! - [`metrics`]: totals from a service's own `/metrics`, for benchmarks' progress.
 //! - [`broker`], [`redis_server`], [`postgres_server`], [`mongo_server`]: a broker, Redis,
 //!   PostgreSQL cluster or MongoDB-compatible server owned by one test (or one fault-injection
 //!   run), to kill, stop, freeze and restart without touching the shared ones.
@@ -19,6 +20,7 @@
 pub mod broker;
 pub mod env;
 pub mod kafka;
+pub mod metrics;
 pub mod mongo_server;
 mod owned;
 pub mod postgres_server;

@@ -11,6 +11,7 @@
 //! cargo run --release -p ingress --example producer_ceiling -- 200000 1024 [bare]
 //! ```
 
+use futures::StreamExt;
 use ledgerline_contracts::events::{self, Event, TransactionRequested};
 use ledgerline_contracts::ids::AccountId;
 use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
@@ -46,41 +47,42 @@ async fn main() -> anyhow::Result<()> {
     template.metadata = Default::default();
     template.callback_url = None;
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(n);
-    for chunk_start in (0..n).step_by(in_flight) {
-        let end = (chunk_start + in_flight).min(n);
-        let sends = (chunk_start..end).map(|i| {
-            let key = format!("acc-{}", i % 10_000);
-            let correlation_id = format!("ceiling-{i}");
-            let payload = if bare {
-                vec![b'x'; 300]
-            } else {
-                let mut message = template.clone();
-                message.account_id = AccountId::parse(&key).expect("valid account id");
-                message.correlation_id.clone_from(&correlation_id);
-                events::encode(&message)
-            };
-            let producer = producer.clone();
-            let topic = topic.clone();
-            async move {
-                let sent = Instant::now();
-                let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                if !bare {
-                    record = record.headers(event_headers(
-                        TransactionRequested::EVENT_TYPE,
-                        &correlation_id,
-                    ));
-                }
-                producer
-                    .send(record, Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| e)
-                    .expect("acknowledged");
-                sent.elapsed()
+    // A sliding window, as wrk's connections are: a new message goes out as soon as any of
+    // the `in_flight` outstanding ones is acknowledged.
+    let sends = (0..n).map(|i| {
+        let key = format!("acc-{}", i % 10_000);
+        let correlation_id = format!("ceiling-{i}");
+        let payload = if bare {
+            vec![b'x'; 300]
+        } else {
+            let mut message = template.clone();
+            message.account_id = AccountId::parse(&key).expect("valid account id");
+            message.correlation_id.clone_from(&correlation_id);
+            events::encode(&message)
+        };
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            let sent = Instant::now();
+            let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            if !bare {
+                record = record.headers(event_headers(
+                    TransactionRequested::EVENT_TYPE,
+                    &correlation_id,
+                ));
             }
-        });
-        latencies.extend(futures::future::join_all(sends).await);
-    }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("acknowledged");
+            sent.elapsed()
+        }
+    });
+    let mut latencies: Vec<Duration> = futures::stream::iter(sends)
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
     let secs = started.elapsed().as_secs_f64();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];

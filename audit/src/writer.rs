@@ -133,7 +133,7 @@ impl Writer {
                 );
                 break;
             };
-            committer.commit_stored(consumer, &batch, &shutdown);
+            committer.commit(consumer, &batch, &shutdown);
             tracing::debug!(?report, "batch recorded");
             metrics::batch_size(batch.len());
             metrics::batch_duration(started.elapsed());

@@ -93,7 +93,7 @@ impl Writer {
                 let report = self.process(&batch, &shutdown).await?;
                 // Committed here, not after the join: with no next message the join would
                 // hold this commit back until one arrives.
-                committer.commit_stored(consumer, &batch, &shutdown);
+                committer.commit(consumer, &batch, &shutdown);
                 Ok::<_, Interrupted>(report)
             };
             let (written, next) = tokio::join!(

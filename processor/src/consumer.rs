@@ -107,7 +107,7 @@ impl Processor {
                 // A batch in hand is finished even after shutdown starts, unless a dependency
                 // is down: then `retry` gives up at shutdown and the batch is redelivered.
                 self.report(&pending, &shutdown).await?;
-                committer.commit_stored(&self.consumer, &pending.batch, &shutdown);
+                committer.commit(&self.consumer, &pending.batch, &shutdown);
                 Ok::<_, Interrupted>(())
             };
             let (reported, next) = tokio::join!(report, self.fetch_and_decide(&shutdown));
@@ -212,7 +212,6 @@ impl Processor {
             events.push(event);
         }
         metrics::redelivered(redeliveries);
-        drop(items);
         Ok(Some(Decided {
             batch,
             events,

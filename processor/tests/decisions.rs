@@ -4,7 +4,7 @@
 mod support;
 
 use ledgerline_contracts::topics;
-use ledgerline_runtime::status::{State, StatusStore};
+use ledgerline_runtime::status::State;
 use ledgerline_testkit::kafka::{produce, read_topic};
 use ledgerline_testkit::TestEnv;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,22 +26,10 @@ async fn a_first_request_is_accepted_and_its_status_says_so() {
     assert_eq!(event["transaction_id"], req.transaction_id.to_string());
     assert_eq!(out[0].key.as_deref(), Some(b"acc-1".as_slice()));
     assert_eq!(out[0].header("event-type"), Some("TransactionDecided"));
-    let store = StatusStore::new(
-        env.redis_conn().await.unwrap(),
-        &env.redis.key_prefix,
-        &Default::default(),
-    );
-    let status =
-        ledgerline_testkit::wait::until("status ACCEPTED", Duration::from_secs(10), || async {
-            store
-                .get(&req.transaction_id.to_string())
-                .await
-                .ok()
-                .flatten()
-                .filter(|s| s.state == State::Accepted)
-        })
-        .await
-        .unwrap();
+    let status = status_when(&env, req.transaction_id, "status ACCEPTED", |s| {
+        s.state == State::Accepted
+    })
+    .await;
     assert_eq!(status.attempts.len(), 1);
     running.stop().await;
 }
@@ -73,18 +61,10 @@ async fn a_redis_that_has_forgotten_its_scripts_still_records_the_decision_and_e
         decisions,
         BTreeSet::from(["ACCEPTED".into(), "DUPLICATE".into()])
     );
-    let store = StatusStore::new(conn, &env.redis.key_prefix, &Default::default());
-    let status =
-        ledgerline_testkit::wait::until("two attempts", Duration::from_secs(10), || async {
-            store
-                .get(&req.transaction_id.to_string())
-                .await
-                .ok()
-                .flatten()
-                .filter(|s| s.attempts.len() == 2)
-        })
-        .await
-        .unwrap();
+    let status = status_when(&env, req.transaction_id, "two attempts", |s| {
+        s.attempts.len() == 2
+    })
+    .await;
     assert_eq!(status.state, State::Accepted);
     running.stop().await;
 }
@@ -175,22 +155,10 @@ async fn a_retry_is_a_duplicate_and_a_changed_body_is_a_conflict_leaving_the_ori
     assert_eq!(conf["decision"], "REJECTED");
     assert_eq!(conf["reason_code"], "IDEMPOTENCY_CONFLICT");
 
-    let store = StatusStore::new(
-        env.redis_conn().await.unwrap(),
-        &env.redis.key_prefix,
-        &Default::default(),
-    );
-    let status =
-        ledgerline_testkit::wait::until("three attempts", Duration::from_secs(10), || async {
-            store
-                .get(&original.transaction_id.to_string())
-                .await
-                .ok()
-                .flatten()
-                .filter(|s| s.attempts.len() == 3)
-        })
-        .await
-        .unwrap();
+    let status = status_when(&env, original.transaction_id, "three attempts", |s| {
+        s.attempts.len() == 3
+    })
+    .await;
     assert_eq!(status.state, State::Accepted, "the original stays accepted");
     assert_eq!(status.fields.amount, "5.00");
     assert_eq!(status.fields.request_id, original.request_id.to_string());

@@ -110,9 +110,27 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Commits the batch's offsets. `Sync` waits for the broker (used on shutdown); `Async`
-    /// does not (a lost async commit only means an idempotent redelivery).
+    /// Commits the offsets of a batch its store already has: synchronously once `shutdown` has
+    /// begun (the process is about to leave the group), asynchronously otherwise. A failure is
+    /// only logged, because the store has the batch and a lost commit means an idempotent
+    /// redelivery, not a loss.
     pub fn commit(
+        &mut self,
+        consumer: &StreamConsumer,
+        batch: &[OwnedMessage],
+        shutdown: &CancellationToken,
+    ) {
+        let mode = if shutdown.is_cancelled() {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        if let Err(error) = self.try_commit(consumer, batch, mode) {
+            tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+        }
+    }
+
+    fn try_commit(
         &mut self,
         consumer: &StreamConsumer,
         batch: &[OwnedMessage],
@@ -142,28 +160,6 @@ impl Committer {
         consumer.commit(&list, mode)?;
         self.committed.extend(next);
         Ok(())
-    }
-}
-
-impl Committer {
-    /// Commits a batch its store already has: synchronously once `shutdown` has begun (the
-    /// process is about to leave the group), asynchronously otherwise. A failure is only
-    /// logged, because the store has the batch and a lost commit means an idempotent
-    /// redelivery, not a loss.
-    pub fn commit_stored(
-        &mut self,
-        consumer: &StreamConsumer,
-        batch: &[OwnedMessage],
-        shutdown: &CancellationToken,
-    ) {
-        let mode = if shutdown.is_cancelled() {
-            CommitMode::Sync
-        } else {
-            CommitMode::Async
-        };
-        if let Err(error) = self.commit(consumer, batch, mode) {
-            tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
-        }
     }
 }
 

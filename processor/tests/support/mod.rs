@@ -10,6 +10,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::event_headers;
+use ledgerline_runtime::status::{StatusStore, TransactionStatus};
 use ledgerline_testkit::kafka::{read_topic, Record};
 use ledgerline_testkit::TestEnv;
 use processor::{Application, Settings};
@@ -120,4 +121,24 @@ pub async fn outcomes(env: &TestEnv, expected: usize) -> Vec<Record> {
 
 pub fn producer(env: &TestEnv) -> FutureProducer {
     env.kafka.producer("test-producer").unwrap()
+}
+
+/// Waits (up to 10 s) until the read model of `transaction_id` satisfies `ready`, and returns it.
+pub async fn status_when(
+    env: &TestEnv,
+    transaction_id: TransactionId,
+    what: &str,
+    ready: impl Fn(&TransactionStatus) -> bool,
+) -> TransactionStatus {
+    let store = StatusStore::new(
+        env.redis_conn().await.unwrap(),
+        &env.redis.key_prefix,
+        &Default::default(),
+    );
+    let id = transaction_id.to_string();
+    ledgerline_testkit::wait::until(what, Duration::from_secs(10), || async {
+        store.get(&id).await.ok().flatten().filter(|s| ready(s))
+    })
+    .await
+    .unwrap()
 }

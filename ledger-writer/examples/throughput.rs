@@ -11,6 +11,9 @@
 //! ```bash
 //! cargo run --release -p ledger-writer --example throughput -- 1000000 10000 [no-relay]
 //! ```
+//! The writer's settings start from its defaults and the `LEDGERLINE_*` environment, as the
+//! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what
+//! isolates the run (brokers, topic prefix, databases, group).
 
 use ledger_writer::plan::{Accepted, Source};
 use ledger_writer::store::LedgerStore;
@@ -22,6 +25,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::event_headers;
+use ledgerline_runtime::settings;
 use ledgerline_testkit::{metrics, TestEnv};
 use rand::Rng;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -122,17 +126,18 @@ async fn main() -> anyhow::Result<()> {
     env.kafka
         .ensure_topics(&env.kafka.pipeline_topics())
         .await?;
-    let producer = env.kafka.producer("bench-prefill")?;
+    let tuned: Settings = settings::load(None)?;
+    let kafka = env.isolated_kafka(tuned.kafka.clone());
+    let producer = kafka.producer("bench-prefill")?;
     prefill(&producer, &env.topic(topics::OUTCOMES), &all).await;
     let mut settings = Settings {
         admin_addr: "127.0.0.1:0".parse()?,
-        kafka: env.kafka.clone(),
+        kafka,
         postgres: env.postgres.clone(),
         redis: env.redis.clone(),
         group_id: format!("bench-{}", env.id),
-        ..Settings::default()
+        ..tuned
     };
-    settings.kafka.create_topics = false;
     settings.postgres.pool_size_max = 8;
     settings.faults.relay_disabled = no_relay;
     let batch_size = settings.batch.batch_size_max;

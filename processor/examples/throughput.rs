@@ -13,6 +13,9 @@
 //! ```bash
 //! cargo run --release -p processor --example throughput -- 1000000 10000
 //! ```
+//! The processor's settings start from its defaults and the `LEDGERLINE_*` environment, as the
+//! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what
+//! isolates the run (brokers, topic prefix, Redis prefix, group).
 
 use futures::StreamExt;
 use ledgerline_contracts::currency::Currency;
@@ -22,6 +25,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
+use ledgerline_runtime::settings;
 use ledgerline_testkit::{metrics, TestEnv};
 use processor::{Application, Settings};
 use rand::Rng;
@@ -159,18 +163,19 @@ async fn main() -> anyhow::Result<()> {
     let mut topics_to_create = env.kafka.pipeline_topics();
     topics_to_create.push(raw_topic.clone());
     env.kafka.ensure_topics(&topics_to_create).await?;
-    let producer = env.kafka.producer("bench-prefill")?;
+    let tuned: Settings = settings::load(None)?;
+    let kafka = env.isolated_kafka(tuned.kafka.clone());
+    let producer = kafka.producer("bench-prefill")?;
     let requests_topic = env.topic(topics::REQUESTS);
     prefill(&producer, &requests_topic, &all).await;
 
-    let mut settings = Settings {
+    let settings = Settings {
         admin_addr: "127.0.0.1:0".parse()?,
-        kafka: env.kafka.clone(),
+        kafka: kafka.clone(),
         redis: env.redis.clone(),
         group_id: format!("bench-{}", env.id),
-        ..Settings::default()
+        ..tuned
     };
-    settings.kafka.create_topics = false;
     let batch = settings.batch.batch_size_max;
     let app = Application::build(settings).await?;
     let metrics_url = format!("http://{}/metrics", app.admin_addr());
@@ -201,11 +206,9 @@ async fn main() -> anyhow::Result<()> {
     task.await??;
 
     // Raw, as the pipeline's messages travel: key, value and the design's headers forwarded.
-    let raw_secs =
-        raw_consume_produce(&env.kafka, &requests_topic, &raw_topic, n, batch, true).await;
+    let raw_secs = raw_consume_produce(&kafka, &requests_topic, &raw_topic, n, batch, true).await;
     // Raw without headers, the cheapest consume→produce: it shows what headers cost this broker.
-    let bare_secs =
-        raw_consume_produce(&env.kafka, &requests_topic, &raw_topic, n, batch, false).await;
+    let bare_secs = raw_consume_produce(&kafka, &requests_topic, &raw_topic, n, batch, false).await;
     let service = n as f64 / service_secs;
     let raw = n as f64 / raw_secs;
     println!(

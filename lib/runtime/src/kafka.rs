@@ -53,6 +53,10 @@ pub struct KafkaSettings {
     pub max_poll_interval_ms: u64,
     /// Consumer: most kilobytes prefetched per partition queue (`queued.max.messages.kbytes`).
     pub consumer_queue_kbytes_max: u32,
+    /// Consumer: most kilobytes one fetch returns per partition (`max.partition.fetch.bytes`).
+    /// Larger fetches mean fewer reads of a backlog; a broker whose fetch cost grows with the
+    /// backlog behind the fetch offset (see docs/benchmarks.md) pays that cost once per fetch.
+    pub consumer_partition_fetch_kbytes_max: u32,
     /// Admin operations (topic creation, metadata) timeout.
     pub admin_timeout_ms: u64,
 }
@@ -76,6 +80,7 @@ impl Default for KafkaSettings {
             heartbeat_interval_ms: 2_000,
             max_poll_interval_ms: 300_000,
             consumer_queue_kbytes_max: 65_536,
+            consumer_partition_fetch_kbytes_max: 1_024,
             admin_timeout_ms: 10_000,
         }
     }
@@ -109,6 +114,14 @@ impl KafkaSettings {
             self.producer_queue_messages_max >= 1,
             "kafka.producer_queue_messages_max",
             "must be >= 1",
+        )?;
+        // librdkafka rejects a partition fetch larger than the whole fetch (`fetch.max.bytes`,
+        // 50 MiB by default) or than the prefetch queue it fills.
+        ensure(
+            (1..=51_200).contains(&self.consumer_partition_fetch_kbytes_max)
+                && self.consumer_partition_fetch_kbytes_max <= self.consumer_queue_kbytes_max,
+            "kafka.consumer_partition_fetch_kbytes_max",
+            "must be 1..=51200 and at most kafka.consumer_queue_kbytes_max",
         )
     }
 
@@ -184,6 +197,10 @@ impl KafkaSettings {
             .set(
                 "queued.max.messages.kbytes",
                 self.consumer_queue_kbytes_max.to_string(),
+            )
+            .set(
+                "max.partition.fetch.bytes",
+                (u64::from(self.consumer_partition_fetch_kbytes_max) * 1024).to_string(),
             )
             .set("enable.partition.eof", "false")
             .set("isolation.level", "read_uncommitted")
@@ -467,4 +484,37 @@ pub fn is_retryable(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::InvalidRecord,
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaSettings;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(KafkaSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_partition_fetch_larger_than_the_prefetch_queue_is_rejected() {
+        let settings = KafkaSettings {
+            consumer_queue_kbytes_max: 4_096,
+            consumer_partition_fetch_kbytes_max: 8_192,
+            ..KafkaSettings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(
+            error.contains("kafka.consumer_partition_fetch_kbytes_max"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_partition_fetch_is_rejected() {
+        let settings = KafkaSettings {
+            consumer_partition_fetch_kbytes_max: 0,
+            ..KafkaSettings::default()
+        };
+        assert!(settings.validate().is_err());
+    }
 }

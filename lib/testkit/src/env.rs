@@ -94,6 +94,19 @@ impl TestEnv {
         })
     }
 
+    /// `tuned` (a service's client tuning, e.g. loaded from the `LEDGERLINE_*` environment by a
+    /// benchmark) pointed at this environment's broker, topic prefix and partitions, with topic
+    /// creation off (the environment made them).
+    pub fn isolated_kafka(&self, tuned: KafkaSettings) -> KafkaSettings {
+        KafkaSettings {
+            brokers: self.kafka.brokers.clone(),
+            topic_prefix: self.kafka.topic_prefix.clone(),
+            partitions: self.kafka.partitions,
+            create_topics: false,
+            ..tuned
+        }
+    }
+
     /// A Redis connection on the test server.
     pub async fn redis_conn(&self) -> anyhow::Result<redis::aio::ConnectionManager> {
         Ok(self.redis.connect().await?)

@@ -4,7 +4,8 @@
 //!    accounts (30 % debits).
 //! 2. Service rate: starts the real writer (consumer group, batches, relay) and times the
 //!    first to the last posted transaction, taking progress from its `/metrics`; prints where
-//!    the batch time went.
+//!    the batch time went; then waits for the outbox relay to have published every outcome
+//!    (`relayed_all_seconds`, from the same start).
 //! 3. Raw rate: in a second fresh database, the same decisions are posted with the same
 //!    statements (`LedgerStore::post`) in batches of the same size, without Kafka or the relay.
 //!
@@ -165,6 +166,19 @@ async fn main() -> anyhow::Result<()> {
     let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         .fetch_one(&env.pg)
         .await?;
+    // The relay trails the posting; the time until it has published every outcome is the
+    // end-to-end figure (posted and on `txn.postings`), measured from the same start.
+    let relay_secs = if no_relay {
+        None
+    } else {
+        loop {
+            let exposition = reqwest::get(&metrics_url).await?.text().await?;
+            if metrics::total(&exposition, "ledgerline_ledger_writer_relayed_total") >= n as f64 {
+                break first.map(|f| f.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
     shutdown.cancel();
     task.await??;
     let declined: i64 =
@@ -210,6 +224,8 @@ async fn main() -> anyhow::Result<()> {
             "raw_per_second": raw_rate.round(),
             "ratio": (service_rate / raw_rate * 100.0).round() / 100.0,
             "outbox_unsent_at_end": unsent,
+            "relayed_all_seconds": relay_secs,
+            "relayed_per_second": relay_secs.map(|secs| (n as f64 / secs).round()),
             "histograms": histograms,
         })
     );

@@ -80,7 +80,10 @@ impl Default for KafkaSettings {
             heartbeat_interval_ms: 2_000,
             max_poll_interval_ms: 300_000,
             consumer_queue_kbytes_max: 65_536,
-            consumer_partition_fetch_kbytes_max: 1_024,
+            // 8 MiB, not librdkafka's 1 MiB: on the local broker a fetch costs the backlog
+            // behind it, so fewer, larger fetches drain a backlog faster (docs/benchmarks.md,
+            // 2026-12-04: ledger-writer 11.5k → 12.8k txn/s, processor 9.9k → 10.7k/s).
+            consumer_partition_fetch_kbytes_max: 8_192,
             admin_timeout_ms: 10_000,
         }
     }

@@ -201,23 +201,26 @@ impl KafkaSettings {
                 "queued.max.messages.kbytes",
                 self.consumer_queue_kbytes_max.to_string(),
             )
-            .set(
-                "max.partition.fetch.bytes",
-                (u64::from(self.consumer_partition_fetch_kbytes_max) * 1024).to_string(),
-            )
+            .set("max.partition.fetch.bytes", self.partition_fetch_bytes())
             .set("enable.partition.eof", "false")
             .set("isolation.level", "read_uncommitted")
             .create()
     }
 
-    /// A consumer outside any group, for replays by `assign`/`seek` and for tests.
+    /// A consumer outside any group, for replays by `assign`/`seek` and for tests. Replays and
+    /// the reconciler's log pass read whole backlogs, so they take the same fetch size.
     pub fn reader(&self, client_id: &str) -> Result<StreamConsumer, KafkaError> {
         self.base_config(client_id)
             .set("group.id", format!("{client_id}-reader"))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            .set("max.partition.fetch.bytes", self.partition_fetch_bytes())
             .set("enable.partition.eof", "false")
             .create()
+    }
+
+    fn partition_fetch_bytes(&self) -> String {
+        (u64::from(self.consumer_partition_fetch_kbytes_max) * 1024).to_string()
     }
 
     /// Creates the given topics (full names) if they are missing. Existing topics are fine.

@@ -118,8 +118,9 @@ impl KafkaSettings {
             "kafka.producer_queue_messages_max",
             "must be >= 1",
         )?;
-        // librdkafka rejects a partition fetch larger than the whole fetch (`fetch.max.bytes`,
-        // 50 MiB by default) or than the prefetch queue it fills.
+        // A partition's share cannot exceed the whole fetch (`fetch.max.bytes`, 50 MiB by
+        // default), which librdkafka in turn caps at the prefetch queue; a larger value would
+        // only look like a bound it is not.
         ensure(
             (1..=51_200).contains(&self.consumer_partition_fetch_kbytes_max)
                 && self.consumer_partition_fetch_kbytes_max <= self.consumer_queue_kbytes_max,

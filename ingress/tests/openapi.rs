@@ -517,23 +517,12 @@ async fn every_documented_operation_answers_as_its_schema_says_through_the_whole
     }
 
     // The ledger answers once the read model has lost the transaction.
-    let mut redis = redis::Client::open(app.env.redis.url.expose().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let forgotten = app
+        .env
+        .forget_redis_matching(&format!("*{first_id}*"))
         .await
         .unwrap();
-    let pattern = format!("{}*{first_id}*", app.env.redis.key_prefix);
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(!keys.is_empty(), "no read-model keys match {pattern}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    assert!(forgotten > 0, "no read-model keys of {first_id}");
     let path = format!("/v1/transactions/{first_id}");
     let from_ledger = signed_get(&app, &path).await;
     spec.assert_documented("GET", &path, &from_ledger);

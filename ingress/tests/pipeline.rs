@@ -174,17 +174,7 @@ async fn a_signed_transaction_ends_posted_with_its_balance_and_a_lost_read_model
     assert_problem(r, 401, "authentication-required").await;
 
     // The read model loses everything (expiry, FLUSHALL): the ledger still answers.
-    let mut redis = app.env.redis_conn().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", app.env.redis.key_prefix))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    assert!(app.env.forget_redis().await.unwrap() > 0);
     let (code, durable) = status(&app, &debit).await;
     assert_eq!(code, 200);
     assert_eq!(durable["source"], "ledger");
@@ -215,17 +205,7 @@ async fn retries_after_the_read_model_lost_its_data_post_nothing_twice_and_repor
         before.push(wait_for_state(&app, id, "POSTED").await["balance_after"].clone());
     }
 
-    let mut redis = app.env.redis_conn().await.unwrap();
-    let all: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", app.env.redis.key_prefix))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&all)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    assert!(app.env.forget_redis().await.unwrap() > 0);
 
     for key in &keys {
         post_with_key(&app, key, &body).await;

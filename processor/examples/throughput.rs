@@ -204,6 +204,12 @@ async fn main() -> anyhow::Result<()> {
     );
     shutdown.cancel();
     task.await??;
+    // The run's idempotency and status keys (a 24 h TTL) would otherwise stay in the shared
+    // Redis, millions after a 10⁶ run, and slow every test that scans it.
+    eprintln!(
+        "removed {} Redis keys of the run",
+        env.forget_redis().await?
+    );
 
     // Raw, as the pipeline's messages travel: key, value and the design's headers forwarded.
     let raw_secs = raw_consume_produce(&kafka, &requests_topic, &raw_topic, n, batch, true).await;

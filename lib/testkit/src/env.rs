@@ -17,7 +17,8 @@ pub const TEST_PARTITIONS: i32 = 3;
 
 /// One test's resources. Names embed a random id, so tests run in parallel without sharing
 /// state; nothing is cleaned up on drop (the data stays for post-mortems and `scripts/reset`
-/// or a new machine clears it).
+/// or a new machine clears it). Benchmarks, whose Redis keys run into millions, remove them
+/// with [`TestEnv::forget_redis`].
 #[derive(Debug, Clone)]
 pub struct TestEnv {
     /// Short random id embedded in every name.
@@ -110,6 +111,43 @@ impl TestEnv {
     /// A Redis connection on the test server.
     pub async fn redis_conn(&self) -> anyhow::Result<redis::aio::ConnectionManager> {
         Ok(self.redis.connect().await?)
+    }
+
+    /// Deletes this environment's Redis keys whose name after the prefix matches `pattern`
+    /// (`*` for all of them: what FLUSHALL does, for this test alone); returns how many.
+    /// SCAN, not KEYS: KEYS blocks the shared server for its whole keyspace, which after a
+    /// benchmark holds millions of other keys, long enough to time out this client.
+    pub async fn forget_redis_matching(&self, pattern: &str) -> anyhow::Result<usize> {
+        let mut redis = self.redis_conn().await?;
+        let pattern = format!("{}{pattern}", self.redis.key_prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut redis)
+                .await?;
+            if !keys.is_empty() {
+                let _: () = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await?;
+                deleted += keys.len();
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Deletes every Redis key of this environment; returns how many.
+    pub async fn forget_redis(&self) -> anyhow::Result<usize> {
+        self.forget_redis_matching("*").await
     }
 
     /// The `LEDGERLINE_*` variables that point a service binary at this environment, for

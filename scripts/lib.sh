@@ -24,7 +24,11 @@ LOG_DIR="$DATA/log"
 # --- pinned tools ------------------------------------------------------------------------------
 
 NISSHI_VERSION="0.8.1"
-NISSHI_ROOT="$TOOLS/nisshi-$NISSHI_VERSION"
+# libsql is the storage the local broker runs on; postgres is the storage engine the benchmarks
+# can switch to (LEDGERLINE_KAFKA_STORAGE=postgres, see docs/benchmarks.md). The features are part
+# of the install root, so a build with another feature set is never mistaken for this one.
+NISSHI_FEATURES="libsql,postgres"
+NISSHI_ROOT="$TOOLS/nisshi-$NISSHI_VERSION-${NISSHI_FEATURES//,/-}"
 NISSHI_BIN="$NISSHI_ROOT/bin/nisshi"
 NISSHI_BUILD_DIR="${LEDGERLINE_NISSHI_BUILD_DIR:-$HOME/.cache/ledgerline-nisshi-build}"
 
@@ -80,6 +84,19 @@ KAFKA_PARTITIONS="${LEDGERLINE_KAFKA_PARTITIONS:-12}"
 # Kafka's group.initial.rebalance.delay.ms; nisshi defaults to 3s, which makes every test that
 # starts a fresh consumer group wait ~3.5 s for its first message.
 KAFKA_REBALANCE_DELAY="${LEDGERLINE_KAFKA_GROUP_INITIAL_REBALANCE_DELAY:-250ms}"
+# Where the broker keeps its log: `sqlite` (a file under $KAFKA_DATA; the default, and what the
+# tests run on) or `postgres` (the database $KAFKA_PG_DATABASE on the local PostgreSQL). nisshi's
+# sqlite engine re-reads the whole backlog behind a fetch offset on every fetch and one header row
+# per query; its postgres engine bounds a fetch to 10000 rows, reads headers by range and produces
+# with COPY (docs/benchmarks.md, "What limits them here").
+KAFKA_STORAGE="${LEDGERLINE_KAFKA_STORAGE:-sqlite}"
+case "$KAFKA_STORAGE" in
+sqlite | postgres) ;;
+*) die "LEDGERLINE_KAFKA_STORAGE must be 'sqlite' or 'postgres', got '$KAFKA_STORAGE'" ;;
+esac
+KAFKA_PG_DATABASE="${LEDGERLINE_KAFKA_PG_DATABASE:-ledgerline_kafka}"
+[[ "$KAFKA_PG_DATABASE" =~ ^[a-z_][a-z0-9_]*$ ]] ||
+    die "LEDGERLINE_KAFKA_PG_DATABASE must match [a-z_][a-z0-9_]*, got '$KAFKA_PG_DATABASE'"
 KAFKA_TOPICS=(txn.requests txn.outcomes txn.postings txn.requests.dlq txn.outcomes.dlq txn.postings.dlq)
 
 PG_DATABASE="${LEDGERLINE_PG_DATABASE:-ledgerline}"
@@ -350,7 +367,7 @@ ensure_nisshi() {
     info "a cold build takes ~30 min on 2 cores and ~1.7 GB of memory; it happens once per machine"
     info "root $NISSHI_ROOT, target dir $NISSHI_BUILD_DIR, log $log"
     CARGO_TARGET_DIR="$NISSHI_BUILD_DIR" cargo install nisshi --version "$NISSHI_VERSION" \
-        --locked --ignore-rust-version --no-default-features --features libsql \
+        --locked --ignore-rust-version --no-default-features --features "$NISSHI_FEATURES" \
         --root "$NISSHI_ROOT" >"$log" 2>&1 </dev/null &
     pid=$!
     local next_report=$((SECONDS + 60))
@@ -488,18 +505,19 @@ ensure_pg_trust() {
     ok "PostgreSQL trusts $PG_USER on loopback"
 }
 
-ensure_pg_database() {
-    local exists
-    exists="$(psql -h "$HOST" -p "$PG_PORT" -U "$PG_USER" -w -d postgres -tAc \
-        "select 1 from pg_database where datname = '$PG_DATABASE'")"
-    if [[ "$exists" == "1" ]]; then
-        ok "database $PG_DATABASE exists"
+pg_admin() { psql -h "$HOST" -p "$PG_PORT" -U "$PG_USER" -w -d postgres "$@"; }
+
+pg_database_exists() { [[ "$(pg_admin -tAc "select 1 from pg_database where datname = '$1'")" == "1" ]]; }
+
+ensure_pg_database() { # [name], default $PG_DATABASE
+    local name="${1:-$PG_DATABASE}"
+    if pg_database_exists "$name"; then
+        ok "database $name exists"
     else
-        psql -h "$HOST" -p "$PG_PORT" -U "$PG_USER" -w -d postgres -q -c "create database \"$PG_DATABASE\"" ||
-            psql -h "$HOST" -p "$PG_PORT" -U "$PG_USER" -w -d postgres -tAc \
-                "select 1 from pg_database where datname = '$PG_DATABASE'" | grep -q 1 ||
-            die "could not create database $PG_DATABASE"
-        ok "database $PG_DATABASE created"
+        # A concurrent `up` may create it between the check and here; that is success too.
+        pg_admin -q -c "create database \"$name\"" || pg_database_exists "$name" ||
+            die "could not create database $name"
+        ok "database $name created"
     fi
 }
 
@@ -557,10 +575,18 @@ stop_system_services() {
 
 kafka_pid() { pid_of kafka "$NISSHI_BIN"; }
 
+# The storage the broker these scripts started was given (sqlite for a broker started before the
+# choice existed).
+kafka_running_storage() { cat "$RUN_DIR/kafka.storage" 2>/dev/null || echo sqlite; }
+
 start_kafka() {
     local pid
     if pid="$(kafka_pid)"; then
-        ok "Kafka broker already running (pid $pid)"
+        local running
+        running="$(kafka_running_storage)"
+        [[ "$running" == "$KAFKA_STORAGE" ]] ||
+            die "the broker (pid $pid) runs on $running storage, not $KAFKA_STORAGE; stop it first with scripts/down"
+        ok "Kafka broker already running (pid $pid, $running storage)"
         KAFKA_WAIT_PID="$pid"
         return 0
     fi
@@ -573,7 +599,14 @@ start_kafka() {
     # The path goes into a URL unescaped (nisshi does not percent-decode it).
     [[ "$KAFKA_DATA" =~ ^/[A-Za-z0-9._/+-]+$ ]] ||
         die "the Kafka data path '$KAFKA_DATA' must be absolute and contain only [A-Za-z0-9._/+-]"
-    say "starting Kafka broker (nisshi $NISSHI_VERSION) on $KAFKA_URL"
+    local storage_url="sqlite://$KAFKA_DATA/broker.db"
+    if [[ "$KAFKA_STORAGE" == "postgres" ]]; then
+        ensure_pg_database "$KAFKA_PG_DATABASE"
+        storage_url="postgres://$PG_USER@$HOST:$PG_PORT/$KAFKA_PG_DATABASE"
+    fi
+    # `down` and `reset` read this to know where the running broker keeps its log.
+    printf '%s\n' "$KAFKA_STORAGE" >"$RUN_DIR/kafka.storage"
+    say "starting Kafka broker (nisshi $NISSHI_VERSION, $KAFKA_STORAGE storage) on $KAFKA_URL"
     # The sqlite engine resolves its file against the working directory even for an absolute
     # path (sqlite:///a/b is ./a/b), so the broker runs in / and gets an absolute path. Running in
     # / also keeps nisshi's dotenv lookup away from any .env file in the repository.
@@ -587,7 +620,7 @@ start_kafka() {
         "$NISSHI_BIN" broker \
         --listener-url "$KAFKA_URL" \
         --advertised-listener-url "$KAFKA_URL" \
-        --storage-engine "sqlite://$KAFKA_DATA/broker.db" \
+        --storage-engine "$storage_url" \
         --group-initial-rebalance-delay "$KAFKA_REBALANCE_DELAY"
     KAFKA_WAIT_PID="$(tr -dc '0-9' <"$(pid_file kafka)")"
 }
@@ -683,6 +716,7 @@ service_row() {
         pid="$(kafka_pid 2>/dev/null || true)"
         if probe="$(probe_kafka 2>&1)"; then state="running"; [[ -n "$pid" ]] || pid="external"; fi
         version="nisshi $(nisshi_installed_version 2>/dev/null || echo '(not installed)')"
+        [[ -z "$pid" || "$pid" == "external" ]] || version+=" ($(kafka_running_storage))"
         ;;
     mongo)
         addr="$HOST:$MONGO_PORT"

@@ -11,7 +11,8 @@ fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("LEDGERLINE_TEST_NISSHI") {
         return path.into();
     }
-    tools_dir().join("nisshi-0.8.1/bin/nisshi")
+    // The install root names the version and the storage features (NISSHI_ROOT in scripts/lib.sh).
+    tools_dir().join("nisshi-0.8.1-libsql-postgres/bin/nisshi")
 }
 
 /// Where `scripts/up` installs the broker and the MongoDB-compatible server:

@@ -602,7 +602,9 @@ start_kafka() {
     local storage_url="sqlite://$KAFKA_DATA/broker.db"
     if [[ "$KAFKA_STORAGE" == "postgres" ]]; then
         ensure_pg_database "$KAFKA_PG_DATABASE"
-        storage_url="postgres://$PG_USER@$HOST:$PG_PORT/$KAFKA_PG_DATABASE"
+        # Loopback only: no TLS (Debian's cluster offers a certificate for "localhost", which the
+        # client rejects for 127.0.0.1).
+        storage_url="postgres://$PG_USER@$HOST:$PG_PORT/$KAFKA_PG_DATABASE?sslmode=disable"
     fi
     # `down` and `reset` read this to know where the running broker keeps its log.
     printf '%s\n' "$KAFKA_STORAGE" >"$RUN_DIR/kafka.storage"

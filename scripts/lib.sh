@@ -584,8 +584,11 @@ start_kafka() {
     if pid="$(kafka_pid)"; then
         local running
         running="$(kafka_running_storage)"
-        [[ "$running" == "$KAFKA_STORAGE" ]] ||
+        # An explicit request for the other storage is refused; without one, the running broker
+        # is used as it is (its storage shows in the table).
+        if [[ "$running" != "$KAFKA_STORAGE" && -n "${LEDGERLINE_KAFKA_STORAGE:-}" ]]; then
             die "the broker (pid $pid) runs on $running storage, not $KAFKA_STORAGE; stop it first with scripts/down"
+        fi
         ok "Kafka broker already running (pid $pid, $running storage)"
         KAFKA_WAIT_PID="$pid"
         return 0

@@ -213,6 +213,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let raw_secs = started.elapsed().as_secs_f64();
     assert_eq!(count(&raw_env.pg).await, n as i64);
+    // Each ledger holds n transactions, 2n postings and n outbox rows: gigabytes at 10⁶.
+    env.drop_database().await?;
+    raw_env.drop_database().await?;
 
     let service_rate = n as f64 / service_secs;
     let raw_rate = n as f64 / raw_secs;

@@ -210,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         "removed {} Redis keys of the run",
         env.forget_redis().await?
     );
+    env.drop_database().await?;
 
     // Raw, as the pipeline's messages travel: key, value and the design's headers forwarded.
     let raw_secs = raw_consume_produce(&kafka, &requests_topic, &raw_topic, n, batch, true).await;

@@ -11,14 +11,23 @@ fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// Where test databases are created and dropped from.
+fn postgres_admin_url() -> String {
+    var(
+        "LEDGERLINE_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    )
+}
+
 /// Partitions of test topics: fewer than production's 12 keeps group rebalances quick while
 /// still spreading accounts over several partitions.
 pub const TEST_PARTITIONS: i32 = 3;
 
 /// One test's resources. Names embed a random id, so tests run in parallel without sharing
 /// state; nothing is cleaned up on drop (the data stays for post-mortems and `scripts/reset`
-/// or a new machine clears it). Benchmarks, whose Redis keys run into millions, remove them
-/// with [`TestEnv::forget_redis`].
+/// or a new machine clears it). Benchmarks, whose Redis keys run into millions and whose
+/// databases into gigabytes, remove them with [`TestEnv::forget_redis`] and
+/// [`TestEnv::drop_database`].
 #[derive(Debug, Clone)]
 pub struct TestEnv {
     /// Short random id embedded in every name.
@@ -39,11 +48,8 @@ impl TestEnv {
     /// Creates the database (with migrations) and the pipeline topics.
     pub async fn new() -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        let admin_url = var(
-            "LEDGERLINE_TEST_POSTGRES_URL",
-            "postgres://postgres@127.0.0.1:5432/postgres",
-        );
-        let db = format!("ll_test_{id}");
+        let admin_url = postgres_admin_url();
+        let db = Self::database_name(&id);
         let mut admin = PgConnection::connect(&admin_url).await?;
         admin
             .execute(format!(r#"CREATE DATABASE "{db}""#).as_str())
@@ -93,6 +99,23 @@ impl TestEnv {
             redis,
             mongo,
         })
+    }
+
+    fn database_name(id: &str) -> String {
+        format!("ll_test_{id}")
+    }
+
+    /// Drops this environment's database, after closing its pool; other connections to it are
+    /// cut (`WITH (FORCE)`). For benchmarks: a 10⁶ ledger run leaves gigabytes behind.
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        self.pg.close().await;
+        let mut admin = PgConnection::connect(&postgres_admin_url()).await?;
+        let db = Self::database_name(&self.id);
+        admin
+            .execute(format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#).as_str())
+            .await?;
+        admin.close().await?;
+        Ok(())
     }
 
     /// `tuned` (a service's client tuning, e.g. loaded from the `LEDGERLINE_*` environment by a

@@ -88,7 +88,7 @@ KAFKA_REBALANCE_DELAY="${LEDGERLINE_KAFKA_GROUP_INITIAL_REBALANCE_DELAY:-250ms}"
 # tests run on) or `postgres` (the database $KAFKA_PG_DATABASE on the local PostgreSQL). nisshi's
 # sqlite engine re-reads the whole backlog behind a fetch offset on every fetch and one header row
 # per query; its postgres engine bounds a fetch to 10000 rows, reads headers by range and produces
-# with COPY (docs/benchmarks.md, "What limits them here").
+# with COPY (docs/benchmarks.md, "What the postgres storage changes").
 KAFKA_STORAGE="${LEDGERLINE_KAFKA_STORAGE:-sqlite}"
 case "$KAFKA_STORAGE" in
 sqlite | postgres) ;;
@@ -609,7 +609,7 @@ start_kafka() {
         # client rejects for 127.0.0.1).
         storage_url="postgres://$PG_USER@$HOST:$PG_PORT/$KAFKA_PG_DATABASE?sslmode=disable"
     fi
-    # `down` and `reset` read this to know where the running broker keeps its log.
+    # `up` (when a broker is already running) and `status` read this; `reset` removes it.
     printf '%s\n' "$KAFKA_STORAGE" >"$RUN_DIR/kafka.storage"
     say "starting Kafka broker (nisshi $NISSHI_VERSION, $KAFKA_STORAGE storage) on $KAFKA_URL"
     # The sqlite engine resolves its file against the working directory even for an absolute

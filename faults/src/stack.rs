@@ -12,7 +12,6 @@ use ledgerline_testkit::postgres_server::OwnedPostgres;
 use ledgerline_testkit::redis_server::OwnedRedis;
 use loadtest::config::Merchant;
 use sqlx::{Connection, Executor, PgConnection};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -122,13 +121,10 @@ pub struct Stack {
 }
 
 fn free_port() -> Result<u16, FaultError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|source| FaultError::Io {
-            what: "reserving a loopback port".into(),
-            source,
-        })
+    ledgerline_testkit::port::free_port().map_err(|source| FaultError::Io {
+        what: "reserving a loopback port".into(),
+        source,
+    })
 }
 
 impl Stack {

@@ -88,7 +88,8 @@ impl TestEnv {
                 "LEDGERLINE_TEST_MONGO_URI",
                 "mongodb://127.0.0.1:27017/?directConnection=true",
             )),
-            database: format!("ll_test_{id}"),
+            // The same name as the PostgreSQL database, so a failed test's data is found together.
+            database: db,
             ..MongoSettings::default()
         };
         Ok(Self {
@@ -101,6 +102,7 @@ impl TestEnv {
         })
     }
 
+    /// This environment's PostgreSQL and MongoDB database name.
     fn database_name(id: &str) -> String {
         format!("ll_test_{id}")
     }

@@ -6,6 +6,7 @@
 //! - [`wait`]: bounded polling for conditions (never a bare sleep).
 //! - [`kafka`]: producing raw messages and reading a topic back from the beginning.
 //! - [`metrics`]: totals from a service's own `/metrics`, for benchmarks' progress.
+//! - [`port`]: a free loopback port for a process the caller starts.
 //! - [`broker`], [`redis_server`], [`postgres_server`], [`mongo_server`]: a broker, Redis,
 //!   PostgreSQL cluster or MongoDB-compatible server owned by one test (or one fault-injection
 //!   run), to kill, stop, freeze and restart without touching the shared ones.
@@ -23,6 +24,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod mongo_server;
 mod owned;
+pub mod port;
 pub mod postgres_server;
 pub mod redis_server;
 pub mod wait;

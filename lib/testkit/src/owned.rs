@@ -3,7 +3,6 @@
 
 use nix::sys::signal::Signal;
 use std::fs::OpenOptions;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -49,7 +48,7 @@ pub(crate) struct OwnedProcess {
 impl OwnedProcess {
     /// Reserves a free port and a fresh directory named after `what`; starts nothing yet.
     pub(crate) fn prepare(what: &str) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = crate::port::free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "ledgerline-{what}-{}",
             uuid::Uuid::new_v4().simple()

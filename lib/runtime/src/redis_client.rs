@@ -94,3 +94,31 @@ pub fn is_retryable(error: &redis::RedisError) -> bool {
                 | redis::ErrorKind::ClusterDown
         )
 }
+
+/// The server's own CPU time so far, user plus system, in seconds (`INFO cpu`). Benchmarks
+/// read it before and after a run to report what the run cost Redis, which wall time on a
+/// shared machine cannot tell.
+pub async fn server_cpu_secs(conn: &mut ConnectionManager) -> redis::RedisResult<f64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(parse_cpu_secs(&info))
+}
+
+fn parse_cpu_secs(info: &str) -> f64 {
+    info.lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| matches!(*name, "used_cpu_user" | "used_cpu_sys"))
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_cpu_is_user_plus_system_time_and_nothing_else() {
+        let info = "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\n\
+                    used_cpu_sys_children:9.000000\r\nused_cpu_user_main_thread:2.000000\r\n";
+        assert!((parse_cpu_secs(info) - 3.75).abs() < 1e-9);
+    }
+}

@@ -25,6 +25,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
+use ledgerline_runtime::redis_client::server_cpu_secs;
 use ledgerline_runtime::settings;
 use ledgerline_testkit::{metrics, TestEnv};
 use processor::{Application, Settings};
@@ -177,6 +178,9 @@ async fn main() -> anyhow::Result<()> {
         ..tuned
     };
     let batch = settings.batch.batch_size_max;
+    // What the run costs Redis (claims and status writes), from the server's own CPU clock.
+    let mut redis = env.redis_conn().await?;
+    let redis_cpu_before = server_cpu_secs(&mut redis).await?;
     let app = Application::build(settings).await?;
     let metrics_url = format!("http://{}/metrics", app.admin_addr());
     let shutdown = CancellationToken::new();
@@ -196,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let service_secs = first.map_or(0.0, |f: Instant| f.elapsed().as_secs_f64());
+    let redis_cpu_secs = server_cpu_secs(&mut redis).await? - redis_cpu_before;
     // Where the time went. The Redis stages overlap the produce, so they do not add up to
     // the batch time.
     let stages = metrics::histogram_totals(
@@ -228,6 +233,8 @@ async fn main() -> anyhow::Result<()> {
             "ratio": (service / raw * 100.0).round() / 100.0,
             "raw_without_headers_per_second": (n as f64 / bare_secs).round(),
             "ratio_to_raw_without_headers": (service * bare_secs / n as f64 * 100.0).round() / 100.0,
+            "redis_cpu_seconds": (redis_cpu_secs * 100.0).round() / 100.0,
+            "redis_cpu_us_per_decision": (redis_cpu_secs * 1e7 / n as f64).round() / 10.0,
             "histograms": stages,
         })
     );

@@ -84,6 +84,15 @@ KAFKA_PARTITIONS="${LEDGERLINE_KAFKA_PARTITIONS:-12}"
 # Kafka's group.initial.rebalance.delay.ms; nisshi defaults to 3s, which makes every test that
 # starts a fresh consumer group wait ~3.5 s for its first message.
 KAFKA_REBALANCE_DELAY="${LEDGERLINE_KAFKA_GROUP_INITIAL_REBALANCE_DELAY:-250ms}"
+# How long the sqlite engine waits for the database's write lock before it fails the request.
+# nisshi's default, 5 s, was exceeded once by a produce while the test suite ran four tests at a
+# time on two cores; the broker then answers UNKNOWN_SERVER_ERROR, which a producer does not
+# retry, so a message is refused that a longer wait would have taken. Clients stay bounded by
+# their own timeouts (ingress's produce timeout answers 503). Keep in step with testkit's
+# broker.rs (SQLITE_BUSY_TIMEOUT).
+KAFKA_SQLITE_BUSY_TIMEOUT="${LEDGERLINE_KAFKA_SQLITE_BUSY_TIMEOUT:-30s}"
+[[ "$KAFKA_SQLITE_BUSY_TIMEOUT" =~ ^[1-9][0-9]*(ms|s)$ ]] ||
+    die "LEDGERLINE_KAFKA_SQLITE_BUSY_TIMEOUT must be a duration such as 30s or 500ms"
 # Where the broker keeps its log: `sqlite` (a file under $KAFKA_DATA; the default, and what the
 # tests run on) or `postgres` (the database $KAFKA_PG_DATABASE on the local PostgreSQL). nisshi's
 # sqlite engine re-reads the whole backlog behind a fetch offset on every fetch and one header row
@@ -602,7 +611,7 @@ start_kafka() {
     # The path goes into a URL unescaped (nisshi does not percent-decode it).
     [[ "$KAFKA_DATA" =~ ^/[A-Za-z0-9._/+-]+$ ]] ||
         die "the Kafka data path '$KAFKA_DATA' must be absolute and contain only [A-Za-z0-9._/+-]"
-    local storage_url="sqlite://$KAFKA_DATA/broker.db"
+    local storage_url="sqlite://$KAFKA_DATA/broker.db?busy_timeout=$KAFKA_SQLITE_BUSY_TIMEOUT"
     if [[ "$KAFKA_STORAGE" == "postgres" ]]; then
         ensure_pg_database "$KAFKA_PG_DATABASE"
         # Loopback only: no TLS (Debian's cluster offers a certificate for "localhost", which the

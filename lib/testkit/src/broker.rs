@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+/// How long the broker's sqlite engine waits for its write lock before failing a request, as
+/// the shared broker is started (KAFKA_SQLITE_BUSY_TIMEOUT in scripts/lib.sh says why it is
+/// longer than nisshi's 5 s).
+const SQLITE_BUSY_TIMEOUT: &str = "30s";
+
 /// The broker binary: `LEDGERLINE_TEST_NISSHI`, else where `scripts/up` installs it.
 fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("LEDGERLINE_TEST_NISSHI") {
@@ -72,7 +77,7 @@ impl OwnedBroker {
             ])
             .arg("--storage-engine")
             .arg(format!(
-                "sqlite://{}/broker.db",
+                "sqlite://{}/broker.db?busy_timeout={SQLITE_BUSY_TIMEOUT}",
                 self.process.dir().display()
             ))
             .args(["--group-initial-rebalance-delay", "250ms"]);

@@ -85,12 +85,13 @@ KAFKA_PARTITIONS="${LEDGERLINE_KAFKA_PARTITIONS:-12}"
 # starts a fresh consumer group wait ~3.5 s for its first message.
 KAFKA_REBALANCE_DELAY="${LEDGERLINE_KAFKA_GROUP_INITIAL_REBALANCE_DELAY:-250ms}"
 # How long the sqlite engine waits for the database's write lock before it fails the request.
-# Every 10 minutes the broker sweeps for records past retention in one DELETE that reads the
-# whole record table under the write lock (reading 810k records takes 0.6 s on an idle box; nisshi 0.8.1,
-# lite/policy_delete.sql). While the test suite ran four tests at a time on two cores, a produce
-# waited out nisshi's default of 5 s, starting 9 s after a sweep began, and the broker answered
-# UNKNOWN_SERVER_ERROR, which a producer does not retry. Clients stay bounded by their own
-# timeouts (ingress's produce timeout answers 503). Keep in step with testkit's broker.rs
+# While the test suite ran four tests at a time on two cores, a produce waited out nisshi's
+# default of 5 s and the broker answered UNKNOWN_SERVER_ERROR, which a producer does not retry.
+# What held the lock is not known: each produce holds it briefly, and sqlite's busy handler
+# polls rather than queues, so one writer can keep losing it to others; the broker's 10-minute
+# retention sweep, which reads the whole record table under the lock, took 0.35 s over 836k
+# records when measured. Clients stay bounded by their own timeouts (request 5 s, message 10 s;
+# ingress's produce timeout answers 503). Keep in step with testkit's broker.rs
 # (SQLITE_BUSY_TIMEOUT).
 KAFKA_SQLITE_BUSY_TIMEOUT="${LEDGERLINE_KAFKA_SQLITE_BUSY_TIMEOUT:-30s}"
 [[ "$KAFKA_SQLITE_BUSY_TIMEOUT" =~ ^[1-9][0-9]*(ms|s)$ ]] ||

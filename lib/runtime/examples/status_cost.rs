@@ -23,8 +23,6 @@ for i = 1, #ARGV - 1, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) e
 redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
 return 1";
 
-const RETENTION_SECS: u64 = 72 * 3600;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -59,7 +57,9 @@ async fn main() -> anyhow::Result<()> {
     let (cpu, wall) = measure(conn.clone(), async {
         for stage in stages(transactions) {
             for chunk in stage.chunks(batch) {
-                scripted(&mut conn.clone(), &script, &store, &prefix, chunk).await?;
+                scripted(&store, &script, chunk)
+                    .query_async::<()>(&mut conn.clone())
+                    .await?;
             }
         }
         anyhow::Ok(())
@@ -127,79 +127,47 @@ fn stages(transactions: usize) -> [Vec<StatusUpdate>; 3] {
     [received, decided, settled]
 }
 
-/// The same hash fields as `StatusStore::apply` writes, one script call per update; attempts
-/// keep the store's own script.
-async fn scripted(
-    conn: &mut ConnectionManager,
-    script: &redis::Script,
+/// The store's own pipeline for `updates`, with each update's `HSETNX`es and the `EXPIRE` that
+/// follows them folded into one script call, so both ways write exactly the same fields. Other
+/// commands (the attempt script, the `EXPIRE` after it) pass through unchanged.
+fn scripted(
     store: &StatusStore,
-    prefix: &str,
+    script: &redis::Script,
     updates: &[StatusUpdate],
-) -> anyhow::Result<()> {
-    let mut pipe = redis::pipe();
-    let mut attempts = Vec::new();
-    for update in updates {
-        let json = |f: &TransactionFields| serde_json::to_string(f).unwrap_or_default();
-        let (id, pairs): (&str, Vec<(&str, String)>) = match update {
-            StatusUpdate::Received {
-                transaction_id,
-                merchant_id,
-                fields,
-                at,
-            } => (
-                transaction_id,
-                vec![
-                    ("merchant_id", merchant_id.clone()),
-                    ("fields", json(fields)),
-                    ("received_at", at.clone()),
-                ],
-            ),
-            StatusUpdate::Decided {
-                transaction_id,
-                merchant_id,
-                fields,
-                at,
-                ..
-            } => (
-                transaction_id,
-                vec![
-                    ("merchant_id", merchant_id.clone()),
-                    ("owner_fields", json(fields)),
-                    ("decision", "ACCEPTED".into()),
-                    ("decided_at", at.clone()),
-                ],
-            ),
-            StatusUpdate::Settled {
-                transaction_id,
-                balance_after,
-                at,
-                ..
-            } => (
-                transaction_id,
-                vec![
-                    ("settlement", "POSTED".into()),
-                    ("settled_at", at.clone()),
-                    ("balance_after", balance_after.clone().unwrap_or_default()),
-                ],
-            ),
-            other => {
-                attempts.push(other.clone());
-                continue;
+) -> redis::Pipeline {
+    let mut out = redis::pipe();
+    // The key and field/value pairs of the update being folded.
+    let mut pending: Option<(Vec<u8>, Vec<Vec<u8>>)> = None;
+    for cmd in store.pipeline(updates).cmd_iter() {
+        let args: Vec<&[u8]> = cmd
+            .args_iter()
+            .filter_map(|arg| match arg {
+                redis::Arg::Simple(bytes) => Some(bytes),
+                redis::Arg::Cursor => None,
+            })
+            .collect();
+        match args.as_slice() {
+            // One update's HSETNXes all name its transaction's hash.
+            [b"HSETNX", key, field, value] => {
+                let (_, pairs) = pending.get_or_insert_with(|| (key.to_vec(), Vec::new()));
+                pairs.extend([field.to_vec(), value.to_vec()]);
             }
-        };
-        let mut call = pipe.cmd("EVALSHA");
-        call = call
-            .arg(script.get_hash())
-            .arg(1)
-            .arg(format!("{prefix}txn:{id}"));
-        for (field, value) in pairs {
-            call = call.arg(field).arg(value);
+            [b"EXPIRE", key, secs] if pending.as_ref().is_some_and(|(k, _)| k == key) => {
+                let (key, pairs) = pending.take().expect("the guard saw it");
+                out.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(key)
+                    .arg(pairs)
+                    .arg(*secs)
+                    .ignore();
+            }
+            _ => {
+                out.add_command(cmd.clone()).ignore();
+            }
         }
-        call.arg(RETENTION_SECS).ignore();
     }
-    pipe.query_async::<()>(conn).await?;
-    store.apply(&attempts).await?;
-    Ok(())
+    out
 }
 
 /// Redis's own CPU seconds (user + system) and the wall time spent on `work`.

@@ -240,10 +240,7 @@ impl StatusStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for update in updates {
-            self.add_to_pipe(&mut pipe, update);
-        }
+        let pipe = self.pipeline(updates);
         let mut conn = self.conn.clone();
         match pipe.query_async::<()>(&mut conn).await {
             // A restarted or flushed Redis has forgotten the script: load it and send the
@@ -254,6 +251,17 @@ impl StatusStore {
             }
             result => result,
         }
+    }
+
+    /// The commands `apply` sends for `updates`: per update its `HSETNX`es (or the attempt
+    /// script call) and an `EXPIRE` of the transaction's hash. Public so a benchmark can send
+    /// exactly these writes another way.
+    pub fn pipeline(&self, updates: &[StatusUpdate]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        for update in updates {
+            self.add_to_pipe(&mut pipe, update);
+        }
+        pipe
     }
 
     fn add_to_pipe(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) {

@@ -177,12 +177,12 @@ pub async fn unbalanced(
     let (p, f, e) = arrays(ranges);
     let sql = format!(
         "SELECT t.transaction_id, t.result, t.source_partition, t.source_offset, \
-                count(x.posting_id) AS legs, coalesce(sum(x.amount_minor), 0)::bigint AS total \
+                count(x.leg) AS legs, coalesce(sum(x.amount_minor), 0)::bigint AS total \
          {IN_WINDOW_SQL_LEFT} \
          GROUP BY t.transaction_id, t.result, t.source_partition, t.source_offset \
-         HAVING (t.result = 'POSTED' AND (count(x.posting_id) <> 2 \
+         HAVING (t.result = 'POSTED' AND (count(x.leg) <> 2 \
                                           OR coalesce(sum(x.amount_minor), 0) <> 0)) \
-             OR (t.result = 'DECLINED' AND count(x.posting_id) <> 0)",
+             OR (t.result = 'DECLINED' AND count(x.leg) <> 0)",
         IN_WINDOW_SQL_LEFT = IN_WINDOW_SQL.replace(
             "WHERE t.source_topic",
             "LEFT JOIN postings x ON x.transaction_id = t.transaction_id WHERE t.source_topic"

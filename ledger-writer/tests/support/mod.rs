@@ -192,7 +192,7 @@ pub async fn assert_books_balance(env: &TestEnv) {
             FROM ledger_transactions t LEFT JOIN postings p USING (transaction_id)
             GROUP BY t.transaction_id, t.result
             HAVING coalesce(sum(p.amount_minor), 0) <> 0
-                OR count(p.posting_id) <> CASE t.result WHEN 'POSTED' THEN 2 ELSE 0 END
+                OR count(p.leg) <> CASE t.result WHEN 'POSTED' THEN 2 ELSE 0 END
          ) bad",
     )
     .fetch_one(&env.pg)

@@ -63,7 +63,7 @@ pub async fn rows(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<LedgerRow>, sqlx::E
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT t.transaction_id, t.merchant_id, t.account_id, t.txn_type, t.amount_minor,
                     t.currency, t.result, t.reason_code, t.received_at, t.posted_at,
-                    count(p.posting_id) AS legs,
+                    count(p.leg) AS legs,
                     coalesce(sum(p.amount_minor), 0)::bigint AS legs_sum,
                     coalesce(sum(p.amount_minor) FILTER (WHERE p.leg = 'account'), 0)::bigint
                         AS account_leg

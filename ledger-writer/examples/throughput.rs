@@ -168,13 +168,20 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     // The relay trails the posting; the time until it has published every outcome is the
     // end-to-end figure (posted and on `txn.postings`), measured from the same start.
-    let relay_secs = if no_relay {
-        None
+    // Its phase histograms are read again then: at the end of posting it has sent only part.
+    let (relay_secs, relay_histograms) = if no_relay {
+        (None, None)
     } else {
         loop {
             let exposition = reqwest::get(&metrics_url).await?.text().await?;
             if metrics::total(&exposition, "ledgerline_ledger_writer_relayed_total") >= n as f64 {
-                break first.map(|f| f.elapsed().as_secs_f64());
+                break (
+                    first.map(|f| f.elapsed().as_secs_f64()),
+                    Some(metrics::histogram_totals(
+                        &exposition,
+                        "ledgerline_ledger_writer_relay_",
+                    )),
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -236,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             "relayed_all_seconds": relay_secs,
             "relayed_per_second": relay_secs.map(|secs| (n as f64 / secs).round()),
             "histograms": histograms,
+            "relay_histograms_at_relayed_all": relay_histograms,
         })
     );
     Ok(())

@@ -48,3 +48,11 @@ pub fn relayed(n: usize) {
 pub fn outbox_unsent(n: i64) {
     gauge!("ledgerline_ledger_writer_outbox_unsent").set(n as f64);
 }
+
+/// Where a relay round's time goes: `select`, `produce` (until every ack), `status`, `mark`
+/// (the `sent_at` update and commit). An operator reads from it whether the broker, Redis or
+/// PostgreSQL holds the outbox back.
+pub fn relay_phase(phase: &'static str, elapsed: Duration) {
+    histogram!("ledgerline_ledger_writer_relay_phase_seconds", "phase" => phase)
+        .record(elapsed.as_secs_f64());
+}

@@ -113,6 +113,7 @@ impl Relay {
         &self,
         shutdown: &CancellationToken,
     ) -> Result<Result<usize, Interrupted>, sqlx::Error> {
+        let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(RELAY_LOCK_KEY)
@@ -141,18 +142,25 @@ impl Relay {
         if rows.is_empty() {
             return Ok(Ok(0));
         }
+        let selected = Instant::now();
+        metrics::relay_phase("select", selected - started);
         if let Err(interrupted) = self.publish(&rows, shutdown).await {
             return Ok(Err(interrupted));
         }
+        let produced = Instant::now();
+        metrics::relay_phase("produce", produced - selected);
         if let Err(interrupted) = self.record_status(&rows, shutdown).await {
             return Ok(Err(interrupted));
         }
+        let recorded = Instant::now();
+        metrics::relay_phase("status", recorded - produced);
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::int8[])")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        metrics::relay_phase("mark", recorded.elapsed());
         metrics::relayed(rows.len());
         Ok(Ok(rows.len()))
     }

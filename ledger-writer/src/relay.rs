@@ -22,6 +22,7 @@ use ledgerline_contracts::money::format_minor;
 use ledgerline_runtime::backoff::{BackoffSettings, Interrupted, Retrier};
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{produce_all, Outgoing};
+use ledgerline_runtime::partitions::Layouts;
 use ledgerline_runtime::status::{State, StatusStore, StatusUpdate};
 use rdkafka::producer::FutureProducer;
 use sqlx::{PgPool, Row};
@@ -50,6 +51,8 @@ struct Row_ {
 pub struct Relay {
     pub(crate) pool: PgPool,
     pub(crate) producer: FutureProducer,
+    /// `txn.postings`' partitions, to pace each round's produce.
+    pub(crate) layouts: Layouts,
     pub(crate) status: StatusStore,
     pub(crate) topic: String,
     pub(crate) settings: RelaySettings,
@@ -183,6 +186,7 @@ impl Relay {
             .collect();
         produce_all(
             &self.producer,
+            &self.layouts,
             &messages,
             self.produce_timeout,
             self.backoff,

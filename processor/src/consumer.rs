@@ -29,6 +29,7 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{decode_message, produce_all, DeadLetterer, Outgoing};
+use ledgerline_runtime::partitions::Layouts;
 use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
@@ -48,6 +49,8 @@ pub struct Processor {
     pub(crate) settings: Settings,
     pub(crate) consumer: Arc<StreamConsumer>,
     pub(crate) producer: FutureProducer,
+    /// The outcome topic's partitions, to pace each batch's produce.
+    pub(crate) layouts: Layouts,
     pub(crate) idempotency: IdempotencyStore,
     pub(crate) status: StatusStore,
     pub(crate) rules: Rules,
@@ -265,6 +268,7 @@ impl Processor {
         let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
         produce_all(
             &self.producer,
+            &self.layouts,
             &messages,
             timeout,
             self.settings.backoff,

@@ -1,7 +1,11 @@
 //! Kafka clients with every option set explicitly, idempotent topic creation, and the
 //! dead-letter helper shared by all consumers.
 
+use crate::partitions::{
+    group_by_partition, split_into_requests, Layout, Layouts, REQUEST_BYTES_MAX,
+};
 use crate::settings::ensure;
+use futures::StreamExt;
 use ledgerline_contracts::events::{self, Event};
 use ledgerline_contracts::topics::{self, headers};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -158,10 +162,14 @@ impl KafkaSettings {
         self.base_config(client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("max.in.flight.requests.per.connection", "5")
+            .set(
+                "max.in.flight.requests.per.connection",
+                crate::partitions::REQUESTS_IN_FLIGHT_PER_BROKER.to_string(),
+            )
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
             .set("request.timeout.ms", self.request_timeout_ms.to_string())
             .set("linger.ms", self.linger_ms.to_string())
+            .set("batch.size", REQUEST_BYTES_MAX.to_string())
             .set(
                 "queue.buffering.max.messages",
                 self.producer_queue_messages_max.to_string(),
@@ -309,8 +317,12 @@ pub struct Outgoing<'a> {
 /// caller leaves its input uncommitted). `observe(ok)` is told after each round, for readiness
 /// and retry metrics. Re-sent messages that had in fact landed are duplicates by `event_id`,
 /// which every consumer deduplicates.
+///
+/// Messages are handed to the producer a few partitions at a time ([`crate::partitions`]
+/// says why), each partition's in input order.
 pub async fn produce_all(
     producer: &FutureProducer,
+    layouts: &Layouts,
     messages: &[Outgoing<'_>],
     timeout: Duration,
     backoff: crate::backoff::BackoffSettings,
@@ -320,21 +332,13 @@ pub async fn produce_all(
     let mut pending: Vec<&Outgoing<'_>> = messages.iter().collect();
     let mut backoff = crate::backoff::Backoff::new(backoff);
     while !pending.is_empty() {
-        let sends = pending.iter().map(|m| {
-            let record = FutureRecord::to(m.topic)
-                .key(m.key)
-                .payload(m.payload)
-                .headers(event_headers(m.event_type, m.correlation_id));
-            let send = producer.send(record, timeout);
-            async move { (*m, send.await.map_err(|(e, _)| e)) }
-        });
-        let mut failed = Vec::new();
-        for (m, result) in futures::future::join_all(sends).await {
-            if let Err(error) = result {
-                tracing::warn!(%error, topic = m.topic, "message not acknowledged; will retry");
-                failed.push(m);
+        let layout = match pending.first() {
+            Some(first) if pending.iter().all(|m| m.topic == first.topic) => {
+                layouts.of(first.topic).await
             }
-        }
+            _ => None,
+        };
+        let failed = send_paced(producer, layout, &pending, timeout).await;
         observe(failed.is_empty());
         if failed.is_empty() {
             break;
@@ -346,6 +350,63 @@ pub async fn produce_all(
         }
     }
     Ok(())
+}
+
+/// Sends `pending` one request's worth per partition at a time, as many partitions at once as
+/// may be in flight (everything at once without a layout), and returns the messages that were
+/// not acknowledged. After a failure in a partition its later messages are not sent this round
+/// but returned with the failed ones, so a retry cannot overtake them.
+async fn send_paced<'m, 'o>(
+    producer: &FutureProducer,
+    layout: Option<Layout>,
+    pending: &[&'m Outgoing<'o>],
+    timeout: Duration,
+) -> Vec<&'m Outgoing<'o>> {
+    let (groups, in_flight) = match layout {
+        Some(layout) => (
+            group_by_partition(pending.iter().map(|m| m.key.as_bytes()), layout.partitions),
+            layout.in_flight_max,
+        ),
+        None => (vec![(0..pending.len()).collect()], 1),
+    };
+    let size_of = |index: usize| {
+        let m = pending[index];
+        m.key.len() + m.payload.len() + m.event_type.len() + m.correlation_id.len()
+    };
+    let sends = groups.into_iter().map(|group| async move {
+        let mut failed = Vec::new();
+        let runs = match layout {
+            // A tenth under the bound: the overhead per message is an estimate.
+            Some(_) => split_into_requests(&group, size_of, REQUEST_BYTES_MAX / 10 * 9),
+            None => vec![&group[..]],
+        };
+        for run in runs {
+            if !failed.is_empty() {
+                failed.extend(run.iter().map(|&index| pending[index]));
+                continue;
+            }
+            let sends = run.iter().map(|&index| {
+                let m = pending[index];
+                let record = FutureRecord::to(m.topic)
+                    .key(m.key)
+                    .payload(m.payload)
+                    .headers(event_headers(m.event_type, m.correlation_id));
+                let send = producer.send(record, timeout);
+                async move { (m, send.await.map_err(|(e, _)| e)) }
+            });
+            for (m, result) in futures::future::join_all(sends).await {
+                if let Err(error) = result {
+                    tracing::warn!(%error, topic = m.topic, "message not acknowledged; will retry");
+                    failed.push(m);
+                }
+            }
+        }
+        failed
+    });
+    futures::stream::iter(sends)
+        .buffer_unordered(in_flight)
+        .concat()
+        .await
 }
 
 /// Decodes a pipeline message as `E`, or names why it is poison (the DLQ reason): no payload,

@@ -10,6 +10,7 @@
 //! - [`ranges`]: exact offset ranges (by time or offset) and a reader for them.
 //! - [`kafka`], [`postgres`], [`redis_client`], [`mongo`]: store clients with explicit limits
 //!   and one `is_retryable` per dependency.
+//! - [`partitions`]: where keyed messages land; a producer's batch paced by partition.
 //! - [`status`]: the transaction status read model in Redis.
 //! - [`time`]: wall-clock helpers.
 
@@ -19,6 +20,7 @@ pub mod consume;
 pub mod health;
 pub mod kafka;
 pub mod mongo;
+pub mod partitions;
 pub mod postgres;
 pub mod ranges;
 pub mod redis_client;

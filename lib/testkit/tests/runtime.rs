@@ -1,8 +1,13 @@
 //! The shared runtime against the real services: every client connects, topics are created
-//! idempotently, a keyed message round-trips, migrations apply.
+//! idempotently, a keyed message round-trips, migrations apply, and a paced batch lands whole,
+//! in per-key order, where librdkafka's partitioner puts it.
 
+use ledgerline_runtime::backoff::BackoffSettings;
+use ledgerline_runtime::kafka::{produce_all, Outgoing};
+use ledgerline_runtime::partitions::{partition_for_key, Layouts};
 use ledgerline_testkit::kafka::{produce, read_topic};
 use ledgerline_testkit::TestEnv;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[tokio::test]
@@ -51,6 +56,84 @@ async fn a_keyed_message_lands_on_one_partition_and_reads_back_with_its_headers(
         "order kept"
     );
     assert_eq!(records[0].header("event-type"), Some("T"));
+}
+
+#[tokio::test]
+async fn the_partition_computed_for_a_key_is_the_one_librdkafka_chooses() {
+    let env = TestEnv::new().await.unwrap();
+    let producer = env.kafka.producer("runtime-test").unwrap();
+    let topic = env.topic("txn.postings");
+    let layout = Layouts::new(producer.clone()).of(&topic).await.unwrap();
+    assert_eq!(layout.partitions, env.kafka.partitions);
+    for i in 0..64 {
+        let key = format!("acc-{i}");
+        let (partition, _) = produce(&producer, &topic, &key, b"x", &[]).await.unwrap();
+        assert_eq!(
+            partition_for_key(key.as_bytes(), layout.partitions),
+            partition,
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paced_batch_larger_than_a_request_lands_whole_and_in_per_key_order() {
+    let env = TestEnv::new().await.unwrap();
+    let producer = env.kafka.producer("runtime-test").unwrap();
+    let topic = env.topic("txn.postings");
+    // 3,000 messages of ~1 KiB over 20 accounts: every partition's share is several requests.
+    let value = "v".repeat(1_000);
+    let keys: Vec<String> = (0..3_000).map(|i| format!("acc-{}", i % 20)).collect();
+    let payloads: Vec<String> = (0..3_000).map(|i| format!("{i:05}{value}")).collect();
+    let messages: Vec<Outgoing<'_>> = keys
+        .iter()
+        .zip(&payloads)
+        .map(|(key, payload)| Outgoing {
+            topic: &topic,
+            key,
+            payload: payload.as_bytes(),
+            event_type: "TransactionPosted",
+            correlation_id: "paced",
+        })
+        .collect();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut rounds = Vec::new();
+    produce_all(
+        &producer,
+        &Layouts::new(producer.clone()),
+        &messages,
+        Duration::from_secs(30),
+        BackoffSettings::default(),
+        &shutdown,
+        |ok| rounds.push(ok),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rounds, vec![true], "one round, nothing retried");
+    let records = read_topic(&env.kafka, &topic, 3_000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 3_000);
+    let mut by_key: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
+    for r in &records {
+        let sequence = std::str::from_utf8(&r.payload.as_ref().unwrap()[..5])
+            .unwrap()
+            .parse()
+            .unwrap();
+        by_key
+            .entry(r.key.clone().unwrap())
+            .or_default()
+            .push(sequence);
+        assert_eq!(r.header("correlation-id"), Some("paced"));
+    }
+    assert_eq!(by_key.len(), 20);
+    for (key, sequence) in by_key {
+        assert!(
+            sequence.windows(2).all(|w| w[0] < w[1]),
+            "{key:?} out of order"
+        );
+        assert_eq!(sequence.len(), 150);
+    }
 }
 
 #[tokio::test]

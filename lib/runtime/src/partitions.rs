@@ -127,12 +127,15 @@ impl Layouts {
         }
     }
 
-    /// The layout of `topic`, or `None` when the metadata cannot be read now (the caller then
-    /// sends its batch as one group, as without pacing).
+    /// The layout of `topic`, or `None` when it was never read and cannot be read now (the
+    /// caller then sends its batch as one group, as without pacing). A layout that cannot be
+    /// refreshed is kept, and the next read is tried a minute later, so an outage does not
+    /// add a metadata timeout to every retry.
     pub async fn of(&self, topic: &str) -> Option<Layout> {
-        if let Some((layout, read_at)) = self.lock().get(topic) {
+        let cached = self.lock().get(topic).copied();
+        if let Some((layout, read_at)) = cached {
             if read_at.elapsed() < LAYOUT_TTL {
-                return Some(*layout);
+                return Some(layout);
             }
         }
         let producer = self.producer.clone();
@@ -156,17 +159,16 @@ impl Layouts {
         .await
         .ok()
         .flatten();
-        match read {
-            Some(layout) => {
-                self.lock()
-                    .insert(topic.to_string(), (layout, Instant::now()));
-                Some(layout)
-            }
-            None => {
-                tracing::warn!(topic, "topic metadata unavailable; batch sent unpaced");
-                None
-            }
-        }
+        let layout = read.or_else(|| {
+            tracing::warn!(
+                topic,
+                "topic metadata unavailable; pacing by the last layout read"
+            );
+            cached.map(|(layout, _)| layout)
+        })?;
+        self.lock()
+            .insert(topic.to_string(), (layout, Instant::now()));
+        Some(layout)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Layout, Instant)>> {

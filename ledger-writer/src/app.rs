@@ -11,7 +11,7 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::DeadLetterer;
-use ledgerline_runtime::partitions::Layouts;
+use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::ranges::OffsetRange;
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::{postgres, telemetry};
@@ -256,8 +256,7 @@ async fn connect(
     };
     let relay = Relay {
         pool,
-        producer: producer.clone(),
-        layouts: Layouts::new(producer.clone()),
+        producer: PacedProducer::new(producer.clone()),
         status,
         topic: settings.kafka.topic(topics::POSTINGS),
         settings: settings.relay,

@@ -22,9 +22,8 @@ use ledgerline_contracts::money::format_minor;
 use ledgerline_runtime::backoff::{BackoffSettings, Interrupted, Retrier};
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{produce_all, Outgoing};
-use ledgerline_runtime::partitions::Layouts;
+use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::status::{State, StatusStore, StatusUpdate};
-use rdkafka::producer::FutureProducer;
 use sqlx::{PgPool, Row};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,9 +49,7 @@ struct Row_ {
 /// Publishes the outbox.
 pub struct Relay {
     pub(crate) pool: PgPool,
-    pub(crate) producer: FutureProducer,
-    /// `txn.postings`' partitions, to pace each round's produce.
-    pub(crate) layouts: Layouts,
+    pub(crate) producer: PacedProducer,
     pub(crate) status: StatusStore,
     pub(crate) topic: String,
     pub(crate) settings: RelaySettings,
@@ -186,7 +183,6 @@ impl Relay {
             .collect();
         produce_all(
             &self.producer,
-            &self.layouts,
             &messages,
             self.produce_timeout,
             self.backoff,

@@ -10,7 +10,7 @@ use ledgerline_runtime::backoff::{Backoff, Retrier};
 use ledgerline_runtime::consume::spawn_lag_reporter;
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::DeadLetterer;
-use ledgerline_runtime::partitions::Layouts;
+use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::telemetry;
 use rdkafka::consumer::Consumer;
@@ -112,8 +112,7 @@ impl Application {
             outcomes_topic: settings.kafka.topic(topics::OUTCOMES),
             dlq_topic: settings.kafka.dlq(topics::REQUESTS),
             consumer,
-            producer: producer.clone(),
-            layouts: Layouts::new(producer.clone()),
+            producer: PacedProducer::new(producer.clone()),
             dead_letters: DeadLetterer::new(
                 producer.clone(),
                 retrier.clone(),

@@ -29,11 +29,10 @@ use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
 use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{decode_message, produce_all, DeadLetterer, Outgoing};
-use ledgerline_runtime::partitions::Layouts;
+use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::status::{Attempt, State, StatusStore, StatusUpdate, TransactionFields};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::FutureProducer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
@@ -48,9 +47,7 @@ pub const KAFKA: &str = "kafka";
 pub struct Processor {
     pub(crate) settings: Settings,
     pub(crate) consumer: Arc<StreamConsumer>,
-    pub(crate) producer: FutureProducer,
-    /// The outcome topic's partitions, to pace each batch's produce.
-    pub(crate) layouts: Layouts,
+    pub(crate) producer: PacedProducer,
     pub(crate) idempotency: IdempotencyStore,
     pub(crate) status: StatusStore,
     pub(crate) rules: Rules,
@@ -268,7 +265,6 @@ impl Processor {
         let timeout = Duration::from_millis(self.settings.produce_timeout_ms);
         produce_all(
             &self.producer,
-            &self.layouts,
             &messages,
             timeout,
             self.settings.backoff,

@@ -2,7 +2,8 @@
 //! dead-letter helper shared by all consumers.
 
 use crate::partitions::{
-    group_by_partition, split_into_requests, Layout, Layouts, REQUEST_BYTES_MAX,
+    group_by_partition, split_into_requests, Layout, PacedProducer, REQUEST_BYTES_MAX,
+    RUN_BYTES_MAX,
 };
 use crate::settings::ensure;
 use futures::StreamExt;
@@ -321,8 +322,7 @@ pub struct Outgoing<'a> {
 /// Messages are handed to the producer a few partitions at a time ([`crate::partitions`]
 /// says why), each partition's in input order.
 pub async fn produce_all(
-    producer: &FutureProducer,
-    layouts: &Layouts,
+    producer: &PacedProducer,
     messages: &[Outgoing<'_>],
     timeout: Duration,
     backoff: crate::backoff::BackoffSettings,
@@ -334,11 +334,11 @@ pub async fn produce_all(
     while !pending.is_empty() {
         let layout = match pending.first() {
             Some(first) if pending.iter().all(|m| m.topic == first.topic) => {
-                layouts.of(first.topic).await
+                producer.layout(first.topic).await
             }
             _ => None,
         };
-        let failed = send_paced(producer, layout, &pending, timeout).await;
+        let failed = send_paced(producer.producer(), layout, &pending, timeout).await;
         observe(failed.is_empty());
         if failed.is_empty() {
             break;
@@ -376,8 +376,7 @@ async fn send_paced<'m, 'o>(
     let sends = groups.into_iter().map(|group| async move {
         let mut failed = Vec::new();
         let runs = match layout {
-            // A tenth under the bound: the overhead per message is an estimate.
-            Some(_) => split_into_requests(&group, size_of, REQUEST_BYTES_MAX / 10 * 9),
+            Some(_) => split_into_requests(&group, size_of, RUN_BYTES_MAX),
             None => vec![&group[..]],
         };
         for run in runs {

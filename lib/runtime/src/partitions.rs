@@ -32,6 +32,10 @@ const KAFKA_MURMUR2_SEED: u32 = 0x9747_b28c;
 /// The producer's request size bound (`batch.size`, librdkafka's default, set explicitly).
 pub const REQUEST_BYTES_MAX: usize = 1_000_000;
 
+/// What a run handed to the producer may hold: a tenth under [`REQUEST_BYTES_MAX`], because
+/// the overhead per message is an estimate.
+pub const RUN_BYTES_MAX: usize = REQUEST_BYTES_MAX / 10 * 9;
+
 /// What one message adds to a request beyond its key, value and header values: record framing
 /// and header names, rounded up.
 const MESSAGE_OVERHEAD_BYTES: usize = 96;
@@ -105,21 +109,22 @@ pub fn split_into_requests(
     runs
 }
 
-/// Topic layouts read from the cluster's metadata through a producer, cached for a minute.
+/// The idempotent producer with the layouts of the topics it writes, read from the cluster's
+/// metadata through it and cached for a minute: what [`crate::kafka::produce_all`] sends with.
 #[derive(Clone)]
-pub struct Layouts {
+pub struct PacedProducer {
     producer: FutureProducer,
     known: Arc<Mutex<HashMap<String, (Layout, Instant)>>>,
 }
 
-impl std::fmt::Debug for Layouts {
+impl std::fmt::Debug for PacedProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Layouts").finish_non_exhaustive()
+        f.debug_struct("PacedProducer").finish_non_exhaustive()
     }
 }
 
-impl Layouts {
-    /// Layouts as `producer`'s client sees the cluster.
+impl PacedProducer {
+    /// Paces `producer` (from [`crate::kafka::KafkaSettings::producer`]).
     pub fn new(producer: FutureProducer) -> Self {
         Self {
             producer,
@@ -127,11 +132,16 @@ impl Layouts {
         }
     }
 
+    /// The producer itself.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
     /// The layout of `topic`, or `None` when it was never read and cannot be read now (the
     /// caller then sends its batch as one group, as without pacing). A layout that cannot be
     /// refreshed is kept, and the next read is tried a minute later, so an outage does not
     /// add a metadata timeout to every retry.
-    pub async fn of(&self, topic: &str) -> Option<Layout> {
+    pub async fn layout(&self, topic: &str) -> Option<Layout> {
         let cached = self.lock().get(topic).copied();
         if let Some((layout, read_at)) = cached {
             if read_at.elapsed() < LAYOUT_TTL {

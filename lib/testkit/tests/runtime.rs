@@ -4,7 +4,7 @@
 
 use ledgerline_runtime::backoff::BackoffSettings;
 use ledgerline_runtime::kafka::{produce_all, Outgoing};
-use ledgerline_runtime::partitions::{partition_for_key, Layouts};
+use ledgerline_runtime::partitions::{partition_for_key, PacedProducer};
 use ledgerline_testkit::kafka::{produce, read_topic};
 use ledgerline_testkit::TestEnv;
 use std::collections::BTreeMap;
@@ -63,7 +63,10 @@ async fn the_partition_computed_for_a_key_is_the_one_librdkafka_chooses() {
     let env = TestEnv::new().await.unwrap();
     let producer = env.kafka.producer("runtime-test").unwrap();
     let topic = env.topic("txn.postings");
-    let layout = Layouts::new(producer.clone()).of(&topic).await.unwrap();
+    let layout = PacedProducer::new(producer.clone())
+        .layout(&topic)
+        .await
+        .unwrap();
     assert_eq!(layout.partitions, env.kafka.partitions);
     for i in 0..64 {
         let key = format!("acc-{i}");
@@ -99,8 +102,7 @@ async fn a_paced_batch_larger_than_a_request_lands_whole_and_in_per_key_order() 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut rounds = Vec::new();
     produce_all(
-        &producer,
-        &Layouts::new(producer.clone()),
+        &PacedProducer::new(producer),
         &messages,
         Duration::from_secs(30),
         BackoffSettings::default(),

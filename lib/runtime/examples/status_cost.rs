@@ -1,8 +1,8 @@
 //! What the status read model costs Redis: its own CPU time (`INFO cpu`) per transaction for
 //! a whole lifecycle (RECEIVED from ingress, the decision and the attempt from the processor,
 //! POSTED from the ledger-writer), written in batches through `StatusStore::apply` as the
-//! services write it. For comparison, the same hash writes sent as one Lua script call per
-//! update instead of plain pipelined `HSETNX`es, the change that looks cheaper on paper.
+//! services write it. Redis's clock, not the wall clock, so the figure does not depend on
+//! what else the cores are doing; run it built at two commits to compare layouts.
 //!
 //! A report, not a test; it writes under its own key prefix and removes its keys.
 //!
@@ -16,12 +16,6 @@ use ledgerline_runtime::status::{
 };
 use redis::aio::ConnectionManager;
 use std::time::Instant;
-
-/// The scripted alternative: every field set only if absent, then the expiry, in one call.
-const HSETNX_ALL: &str = r"
-for i = 1, #ARGV - 1, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
-return 1";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -52,21 +46,6 @@ async fn main() -> anyhow::Result<()> {
     report("pipelined HSETNX (the read model)", transactions, cpu, wall);
     unlink(&mut conn, &prefix).await?;
 
-    let script = redis::Script::new(HSETNX_ALL);
-    script.load_async(&mut conn).await?;
-    let (cpu, wall) = measure(conn.clone(), async {
-        for stage in stages(transactions) {
-            for chunk in stage.chunks(batch) {
-                scripted(&store, &script, chunk)
-                    .query_async::<()>(&mut conn.clone())
-                    .await?;
-            }
-        }
-        anyhow::Ok(())
-    })
-    .await?;
-    report("one script call per update", transactions, cpu, wall);
-    unlink(&mut conn, &prefix).await?;
     Ok(())
 }
 
@@ -125,49 +104,6 @@ fn stages(transactions: usize) -> [Vec<StatusUpdate>; 3] {
         })
         .collect();
     [received, decided, settled]
-}
-
-/// The store's own pipeline for `updates`, with each update's `HSETNX`es and the `EXPIRE` that
-/// follows them folded into one script call, so both ways write exactly the same fields. Other
-/// commands (the attempt script, the `EXPIRE` after it) pass through unchanged.
-fn scripted(
-    store: &StatusStore,
-    script: &redis::Script,
-    updates: &[StatusUpdate],
-) -> redis::Pipeline {
-    let mut out = redis::pipe();
-    // The key and field/value pairs of the update being folded.
-    let mut pending: Option<(Vec<u8>, Vec<Vec<u8>>)> = None;
-    for cmd in store.pipeline(updates).cmd_iter() {
-        let args: Vec<&[u8]> = cmd
-            .args_iter()
-            .filter_map(|arg| match arg {
-                redis::Arg::Simple(bytes) => Some(bytes),
-                redis::Arg::Cursor => None,
-            })
-            .collect();
-        match args.as_slice() {
-            // One update's HSETNXes all name its transaction's hash.
-            [b"HSETNX", key, field, value] => {
-                let (_, pairs) = pending.get_or_insert_with(|| (key.to_vec(), Vec::new()));
-                pairs.extend([field.to_vec(), value.to_vec()]);
-            }
-            [b"EXPIRE", key, secs] if pending.as_ref().is_some_and(|(k, _)| k == key) => {
-                let (key, pairs) = pending.take().expect("the guard saw it");
-                out.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(1)
-                    .arg(key)
-                    .arg(pairs)
-                    .arg(*secs)
-                    .ignore();
-            }
-            _ => {
-                out.add_command(cmd.clone()).ignore();
-            }
-        }
-    }
-    out
 }
 
 /// Redis's own CPU seconds (user + system) and the wall time spent on `work`.

@@ -1,10 +1,14 @@
 //! The shared runtime against the real services: every client connects, topics are created
 //! idempotently, a keyed message round-trips, migrations apply, and a paced batch lands whole,
-//! in per-key order, where librdkafka's partitioner puts it.
+//! in per-key order, where librdkafka's partitioner puts it; the status read model keeps the
+//! first attempts up to its cap.
 
 use ledgerline_runtime::backoff::BackoffSettings;
 use ledgerline_runtime::kafka::{produce_all, Outgoing};
 use ledgerline_runtime::partitions::{partition_for_key, PacedProducer};
+use ledgerline_runtime::status::{
+    Attempt, State, StatusSettings, StatusStore, StatusUpdate, TransactionFields,
+};
 use ledgerline_testkit::kafka::{produce, read_topic};
 use ledgerline_testkit::TestEnv;
 use std::collections::BTreeMap;
@@ -170,4 +174,78 @@ async fn an_unreachable_dependency_is_reported_as_retryable() {
         .await
         .unwrap_err();
     assert!(ledgerline_runtime::postgres::is_retryable(&err), "{err}");
+}
+
+/// An attempt of transaction `t`.
+fn attempt(request_id: &str, decision: State) -> StatusUpdate {
+    StatusUpdate::Attempt {
+        transaction_id: "t".into(),
+        attempt: Attempt {
+            request_id: request_id.into(),
+            decision,
+            reason_code: None,
+            at: format!("2026-12-06T00:00:00.{request_id}Z"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_cap() {
+    let env = TestEnv::new().await.unwrap();
+    let store = StatusStore::new(
+        env.redis_conn().await.unwrap(),
+        &env.redis.key_prefix,
+        &StatusSettings {
+            retention_hours: 1,
+            attempts_max: 3,
+        },
+    );
+    let fields = TransactionFields {
+        request_id: "001".into(),
+        account_id: "acc-1".into(),
+        amount: "1.00".into(),
+        currency: "EUR".into(),
+        txn_type: "credit".into(),
+        description: None,
+        metadata: BTreeMap::new(),
+        correlation_id: "c".into(),
+    };
+    // One batch: the decision, its attempt twice (a redelivery), then more attempts than the
+    // cap; and a second batch with one more. Only the first three distinct attempts stay.
+    let mut first = vec![StatusUpdate::Decided {
+        transaction_id: "t".into(),
+        merchant_id: "m".into(),
+        fields,
+        state: State::Accepted,
+        reason_code: None,
+        at: "2026-12-06T00:00:00Z".into(),
+    }];
+    first.push(attempt("001", State::Accepted));
+    first.push(attempt("001", State::Accepted));
+    first.extend(["002", "003", "004"].map(|r| attempt(r, State::Duplicate)));
+    store.apply(&first).await.unwrap();
+    store
+        .apply(&[attempt("005", State::Duplicate)])
+        .await
+        .unwrap();
+
+    let status = store.get("t").await.unwrap().expect("the status is there");
+    assert_eq!(status.state, State::Accepted);
+    let kept: Vec<&str> = status
+        .attempts
+        .iter()
+        .map(|a| a.request_id.as_str())
+        .collect();
+    assert_eq!(kept, ["001", "002", "003"]);
+    // Both hashes expire with the retention.
+    let mut conn = env.redis_conn().await.unwrap();
+    for key in ["txn:t", "txn:t:attempts"] {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("{}{key}", env.redis.key_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=3600).contains(&ttl), "{key} expires: {ttl}");
+    }
+    env.forget_redis().await.unwrap();
 }

@@ -209,7 +209,7 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS";
 /// Most attempts per script call. A call runs alone on the Redis server, so a bounded call
-/// keeps other clients' commands from waiting behind a large batch (~1 ms per 250 here).
+/// keeps other clients' commands from waiting long behind a large batch.
 const ATTEMPTS_PER_CALL_MAX: usize = 250;
 const F_FIELDS: &str = "fields";
 const F_OWNER_FIELDS: &str = "owner_fields";

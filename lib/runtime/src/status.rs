@@ -271,19 +271,11 @@ impl StatusStore {
     /// commands, while a repeated `EXPIRE` of the same hash is pure overhead.
     pub fn pipeline(&self, updates: &[StatusUpdate]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        let mut touched: Vec<String> = Vec::with_capacity(updates.len());
+        // Every hash the batch writes, expired once at the end (order does not matter).
+        let mut touched = std::collections::HashSet::with_capacity(updates.len());
         let mut attempts: Vec<(String, &Attempt)> = Vec::new();
         for update in updates {
-            if let StatusUpdate::Attempt {
-                transaction_id,
-                attempt,
-            } = update
-            {
-                attempts.push((self.attempts_key(transaction_id), attempt));
-                touched.push(self.key(transaction_id));
-            } else {
-                touched.push(self.add_fields(&mut pipe, update));
-            }
+            touched.insert(self.add_update(&mut pipe, &mut attempts, update));
         }
         for chunk in attempts.chunks(ATTEMPTS_PER_CALL_MAX) {
             let call = pipe
@@ -300,17 +292,20 @@ impl StatusStore {
             }
             call.ignore();
         }
-        let mut seen = std::collections::HashSet::with_capacity(touched.len());
         for key in touched {
-            if seen.insert(key.clone()) {
-                pipe.expire(&key, self.retention_secs).ignore();
-            }
+            pipe.expire(key, self.retention_secs).ignore();
         }
         pipe
     }
 
-    /// Adds a field update's `HSETNX`es; returns the transaction hash it writes.
-    fn add_fields(&self, pipe: &mut redis::Pipeline, update: &StatusUpdate) -> String {
+    /// Adds an update's `HSETNX`es, or gathers its attempt for the script calls; returns the
+    /// transaction hash it touches.
+    fn add_update<'a>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        attempts: &mut Vec<(String, &'a Attempt)>,
+        update: &'a StatusUpdate,
+    ) -> String {
         let json = |v: &TransactionFields| serde_json::to_string(v).unwrap_or_default();
         match update {
             StatusUpdate::Received {
@@ -345,8 +340,15 @@ impl StatusStore {
                 }
                 key
             }
-            // Attempts are gathered into script calls by `pipeline`.
-            StatusUpdate::Attempt { transaction_id, .. } => self.key(transaction_id),
+            StatusUpdate::Attempt {
+                transaction_id,
+                attempt,
+            } => {
+                // A hash keyed by request id: a redelivered batch rewrites nothing, and the
+                // script caps the number of attempts kept (first ones win).
+                attempts.push((self.attempts_key(transaction_id), attempt));
+                self.key(transaction_id)
+            }
             StatusUpdate::Settled {
                 transaction_id,
                 state,

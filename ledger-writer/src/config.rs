@@ -60,10 +60,8 @@ pub struct LedgerSettings {
 pub struct RelaySettings {
     /// Most outbox rows sent per round.
     pub batch_size_max: i64,
-    /// How often the relay looks for unsent rows when nothing woke it.
+    /// How often the relay looks for rows to send when nothing woke it.
     pub poll_interval_ms: u64,
-    /// Sent rows are deleted after this long.
-    pub retention_hours: u32,
 }
 
 impl Default for RelaySettings {
@@ -71,7 +69,6 @@ impl Default for RelaySettings {
         Self {
             batch_size_max: 2_000,
             poll_interval_ms: 250,
-            retention_hours: 72,
         }
     }
 }
@@ -132,11 +129,6 @@ impl Validate for Settings {
         ensure(
             self.relay.poll_interval_ms >= 1,
             "relay.poll_interval_ms",
-            "must be >= 1",
-        )?;
-        ensure(
-            self.relay.retention_hours >= 1,
-            "relay.retention_hours",
             "must be >= 1",
         )?;
         ensure(

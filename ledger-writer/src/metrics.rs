@@ -44,13 +44,13 @@ pub fn relayed(n: usize) {
     counter!("ledgerline_ledger_writer_relayed_total").increment(n as u64);
 }
 
-/// Outbox rows waiting to be published (sampled each relay round).
+/// Outbox rows waiting to be published (sampled every 10 s by the relay).
 pub fn outbox_unsent(n: i64) {
     gauge!("ledgerline_ledger_writer_outbox_unsent").set(n as f64);
 }
 
-/// Where a relay round's time goes: `select`, `produce` (until every ack), `status`, `mark`
-/// (the `sent_at` update and commit). An operator reads from it whether the broker, Redis or
+/// Where a relay round's time goes: `select`, `produce` (until every ack), `status`, `delete`
+/// (of the sent rows, with the commit). An operator reads from it whether the broker, Redis or
 /// PostgreSQL holds the outbox back.
 pub fn relay_phase(phase: &'static str, elapsed: Duration) {
     histogram!("ledgerline_ledger_writer_relay_phase_seconds", "phase" => phase)

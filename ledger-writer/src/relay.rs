@@ -1,18 +1,23 @@
 //! The outbox relay: publishes each POSTED/DECLINED outcome to `txn.postings` and records it in
-//! the status read model, then marks the row sent.
+//! the status read model, then deletes the row.
 //!
 //! ```text
 //! round (one database transaction):
 //!   pg_try_advisory_xact_lock(relay)        -- one relay at a time keeps per-account order
-//!   SELECT unsent rows ORDER BY id LIMIT n FOR UPDATE
+//!   SELECT rows ORDER BY id LIMIT n
 //!   produce all, wait for every ack (retry the failed ones)
 //!   status read model: POSTED / DECLINED with balance after (HSETNX, so a repeat is harmless)
-//!   UPDATE outbox SET sent_at = now()
+//!   DELETE those rows
 //! COMMIT
 //! ```
-//! A crash anywhere before the commit leaves the rows unsent, so they are sent again: the
+//! A crash anywhere before the commit leaves the rows in place, so they are sent again: the
 //! relay is at-least-once and consumers deduplicate on `event_id` (deterministic per
-//! transaction). Sent rows are purged after `relay.retention_hours`.
+//! transaction). The outbox therefore holds only what is still to be sent; what was sent is on
+//! `txn.postings` and in the audit trail.
+//!
+//! The rows are not locked (`FOR UPDATE`): writers only insert, and the advisory lock already
+//! makes this relay the only one that reads or deletes them, so a row lock would be one more
+//! write per row for nothing.
 
 use crate::config::RelaySettings;
 use crate::metrics;
@@ -34,10 +39,13 @@ use tokio_util::sync::CancellationToken;
 /// The advisory lock key that makes the relay a singleton across writer processes.
 const RELAY_LOCK_KEY: i64 = 0x4c65_6467_6572_5231; // "LedgerR1"
 
+/// How often the relay samples the rows waiting in the outbox (a `count(*)`, so not per round).
+const WAITING_SAMPLE_INTERVAL_S: u64 = 10;
+
 /// Readiness flag of the status store.
 pub const REDIS: &str = "redis";
 
-/// One unsent outbox row.
+/// One outbox row, waiting to be sent.
 #[derive(Debug)]
 struct Row_ {
     id: i64,
@@ -72,7 +80,7 @@ impl Relay {
     /// Relays until `stop`, then makes one last round to send what the final batches wrote,
     /// giving up at `hard_stop`.
     pub async fn run(self, stop: CancellationToken, hard_stop: CancellationToken) {
-        let mut last_purge = Instant::now();
+        let mut last_sample = Instant::now();
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         loop {
             let sent = match self.round(&hard_stop).await {
@@ -82,9 +90,9 @@ impl Relay {
             if stop.is_cancelled() && sent == 0 {
                 break;
             }
-            if last_purge.elapsed() >= Duration::from_secs(10) {
-                last_purge = Instant::now();
-                self.housekeeping().await;
+            if last_sample.elapsed() >= Duration::from_secs(WAITING_SAMPLE_INTERVAL_S) {
+                last_sample = Instant::now();
+                self.sample_waiting().await;
             }
             // A full round means more are waiting: go again at once.
             if sent as i64 >= self.settings.batch_size_max || stop.is_cancelled() {
@@ -99,7 +107,7 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Sends one round of unsent rows; returns how many were sent (0 if another relay holds
+    /// Sends one round of outbox rows; returns how many were sent (0 if another relay holds
     /// the lock or nothing is waiting).
     pub async fn round(&self, shutdown: &CancellationToken) -> Result<usize, Interrupted> {
         self.retrier
@@ -123,8 +131,7 @@ impl Relay {
             return Ok(Ok(0));
         }
         let rows: Vec<Row_> = sqlx::query(
-            "SELECT id, message_key, correlation_id, payload FROM outbox
-             WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE",
+            "SELECT id, message_key, correlation_id, payload FROM outbox ORDER BY id LIMIT $1",
         )
         .bind(self.settings.batch_size_max)
         .fetch_all(&mut *tx)
@@ -155,12 +162,12 @@ impl Relay {
         let recorded = Instant::now();
         metrics::relay_phase("status", recorded - produced);
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::int8[])")
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1::int8[])")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        metrics::relay_phase("mark", recorded.elapsed());
+        metrics::relay_phase("delete", recorded.elapsed());
         metrics::relayed(rows.len());
         Ok(Ok(rows.len()))
     }
@@ -213,22 +220,10 @@ impl Relay {
             .await
     }
 
-    /// Purges sent rows past retention and samples the unsent count. Failures are logged:
-    /// housekeeping never blocks relaying.
-    async fn housekeeping(&self) {
-        let purge = sqlx::query(
-            "DELETE FROM outbox WHERE id IN (
-                 SELECT id FROM outbox
-                 WHERE sent_at < now() - make_interval(hours => $1)
-                 LIMIT 10000)",
-        )
-        .bind(i32::try_from(self.settings.retention_hours).unwrap_or(i32::MAX))
-        .execute(&self.pool)
-        .await;
-        if let Err(error) = purge {
-            tracing::warn!(%error, "outbox purge failed");
-        }
-        match sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+    /// Samples how many rows wait to be sent. A failure is logged: sampling never blocks
+    /// relaying.
+    async fn sample_waiting(&self) {
+        match sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
             .fetch_one(&self.pool)
             .await
         {

@@ -16,7 +16,7 @@ use ledgerline_runtime::kafka::event_headers;
 use ledgerline_testkit::kafka::{read_topic, Record};
 use ledgerline_testkit::TestEnv;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +139,7 @@ pub async fn wait_for_transactions(env: &TestEnv, n: i64) {
 /// Waits until the outbox has no unsent rows.
 pub async fn wait_for_relay(env: &TestEnv) {
     ledgerline_testkit::wait::until("outbox relayed", Duration::from_secs(60), || async {
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
             .fetch_one(&env.pg)
             .await
             .ok()?;
@@ -153,6 +153,24 @@ pub async fn postings_topic(env: &TestEnv, expected: usize, timeout: Duration) -
     read_topic(&env.kafka, &env.topic(topics::POSTINGS), expected, timeout)
         .await
         .unwrap()
+}
+
+/// The distinct `event_id`s on `txn.postings`, read until `n` are seen or `timeout` passes
+/// (the relay is at least once, so an event may be there twice).
+pub async fn distinct_postings(env: &TestEnv, n: usize, timeout: Duration) -> HashSet<String> {
+    let mut records = n;
+    loop {
+        let read = postings_topic(env, records, timeout).await;
+        let ids: HashSet<String> = read
+            .iter()
+            .map(|r| r.json()["event_id"].as_str().unwrap().to_string())
+            .collect();
+        // Fewer records than asked for means the read ran out of time: the topic has no more.
+        if ids.len() >= n || read.len() < records {
+            return ids;
+        }
+        records += n - ids.len();
+    }
 }
 
 /// `(result, reason, balance_after)` of a transaction.

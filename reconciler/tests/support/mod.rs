@@ -185,7 +185,7 @@ pub async fn wait_for_ledger(env: &TestEnv, n: i64) {
             .fetch_one(&env.pg)
             .await
             .ok()?;
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
             .fetch_one(&env.pg)
             .await
             .ok()?;

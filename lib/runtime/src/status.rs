@@ -1,10 +1,11 @@
 //! The transaction status read model in Redis (design §5): what `GET /v1/transactions/{id}`
 //! reports while a transaction is recent.
 //!
-//! One hash per transaction (`<prefix>txn:<transaction_id>`) plus a capped list of attempts.
-//! Every state field is written with `HSETNX`, so states only move forward, a re-emitted event
-//! never rewrites a timestamp, and writers in different services never need to coordinate.
-//! The hash expires after the retention; each write extends it.
+//! One hash per transaction (`<prefix>txn:<transaction_id>`), holding its states, its fields
+//! and a capped set of attempts (`attempt:<request_id>`, counted in `attempts`). Every state
+//! field is written with `HSETNX`, so states only move forward, a re-emitted event never
+//! rewrites a timestamp, and writers in different services never need to coordinate. The hash
+//! expires after the retention; each write extends it.
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -195,22 +196,24 @@ impl std::fmt::Debug for StatusStore {
 }
 
 const F_MERCHANT: &str = "merchant_id";
-/// Adds each attempt unless it is known or its transaction's cap is reached, in one call for
-/// many attempts (KEYS: the attempts hashes; ARGV: cap, expiry, then request id and entry per
+/// Adds each attempt to its transaction's hash unless it is known or the cap is reached, in one
+/// call for many attempts (KEYS: the transaction hashes; ARGV: cap, then field and entry per
 /// key). Attempts of one transaction in one call are taken in order, as separate calls would.
+/// The pipeline expires the hashes after the call.
 const ATTEMPTS_SCRIPT: &str = r"
 local cap = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-  local id = ARGV[2 * i + 1]
-  if redis.call('HEXISTS', key, id) == 0 and redis.call('HLEN', key) < cap then
-    redis.call('HSET', key, id, ARGV[2 * i + 2])
+  local count = tonumber(redis.call('HGET', key, 'attempts') or '0')
+  if count < cap and redis.call('HSETNX', key, ARGV[2 * i], ARGV[2 * i + 1]) == 1 then
+    redis.call('HINCRBY', key, 'attempts', 1)
   end
-  redis.call('EXPIRE', key, ARGV[2])
 end
 return #KEYS";
 /// Most attempts per script call. A call runs alone on the Redis server, so a bounded call
 /// keeps other clients' commands from waiting long behind a large batch.
 const ATTEMPTS_PER_CALL_MAX: usize = 250;
+/// Prefix of an attempt's field (`attempt:<request_id>`) in its transaction's hash.
+const F_ATTEMPT_PREFIX: &str = "attempt:";
 const F_FIELDS: &str = "fields";
 const F_OWNER_FIELDS: &str = "owner_fields";
 
@@ -240,7 +243,9 @@ impl StatusStore {
         format!("{}txn:{}", self.prefix, transaction_id)
     }
 
-    fn attempts_key(&self, transaction_id: &str) -> String {
+    /// Where attempts were kept before they moved into the transaction's hash. Read, never
+    /// written, so a status written before the move keeps its attempts for its retention.
+    fn legacy_attempts_key(&self, transaction_id: &str) -> String {
         format!("{}txn:{}:attempts", self.prefix, transaction_id)
     }
 
@@ -285,9 +290,9 @@ impl StatusStore {
             for (key, _) in chunk {
                 call.arg(key);
             }
-            call.arg(self.attempts_max).arg(self.retention_secs);
+            call.arg(self.attempts_max);
             for (_, attempt) in chunk {
-                call.arg(&attempt.request_id)
+                call.arg(format!("{F_ATTEMPT_PREFIX}{}", attempt.request_id))
                     .arg(serde_json::to_string(attempt).unwrap_or_default());
             }
             call.ignore();
@@ -344,10 +349,12 @@ impl StatusStore {
                 transaction_id,
                 attempt,
             } => {
-                // A hash keyed by request id: a redelivered batch rewrites nothing, and the
+                // A field per request id in the transaction's own hash (one key and one expiry
+                // per transaction, not two): a redelivered batch rewrites nothing, and the
                 // script caps the number of attempts kept (first ones win).
-                attempts.push((self.attempts_key(transaction_id), attempt));
-                self.key(transaction_id)
+                let key = self.key(transaction_id);
+                attempts.push((key.clone(), attempt));
+                key
             }
             StatusUpdate::Settled {
                 transaction_id,
@@ -385,13 +392,23 @@ impl StatusStore {
     /// Reads one transaction's status; `None` when unknown or expired.
     pub async fn get(&self, transaction_id: &str) -> redis::RedisResult<Option<TransactionStatus>> {
         let mut conn = self.conn.clone();
-        let (hash, attempts): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+        let (hash, legacy): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
             .hgetall(self.key(transaction_id))
-            .hgetall(self.attempts_key(transaction_id))
+            .hgetall(self.legacy_attempts_key(transaction_id))
             .query_async(&mut conn)
             .await?;
-        let attempts: Vec<String> = attempts.into_values().collect();
-        Ok(assemble(transaction_id, &hash, &attempts))
+        let attempts: Vec<&String> = hash
+            .iter()
+            .filter(|(field, _)| field.starts_with(F_ATTEMPT_PREFIX))
+            .map(|(_, entry)| entry)
+            .chain(legacy.values())
+            .collect();
+        Ok(assemble(
+            transaction_id,
+            &hash,
+            &attempts,
+            self.attempts_max as usize,
+        ))
     }
 }
 
@@ -415,7 +432,8 @@ fn parse_state(name: &str) -> Option<State> {
 fn assemble(
     transaction_id: &str,
     hash: &HashMap<String, String>,
-    attempts: &[String],
+    attempts: &[&String],
+    attempts_max: usize,
 ) -> Option<TransactionStatus> {
     let merchant_id = hash.get(F_MERCHANT)?.clone();
     let fields_json = hash.get(F_OWNER_FIELDS).or_else(|| hash.get(F_FIELDS))?;
@@ -455,6 +473,11 @@ fn assemble(
                 .filter_map(|a| serde_json::from_str(a).ok())
                 .collect();
             list.sort_by(|a, b| (&a.at, &a.request_id).cmp(&(&b.at, &b.request_id)));
+            // A status written across the layout change may hold an attempt in both places,
+            // and the two caps together may exceed one: the first ones win, once each.
+            let mut seen = std::collections::HashSet::new();
+            list.retain(|a| seen.insert(a.request_id.clone()));
+            list.truncate(attempts_max);
             list
         },
     })
@@ -493,7 +516,7 @@ mod tests {
             ("settlement", "POSTED"),
             ("settled_at", "2026-01-01T00:00:02Z"),
         ]);
-        let status = assemble("t1", &h, &[]).unwrap();
+        let status = assemble("t1", &h, &[], 32).unwrap();
         assert_eq!(status.state, State::Posted);
         assert_eq!(status.history.len(), 1);
     }
@@ -513,15 +536,55 @@ mod tests {
             ("decided_at", "2026-01-01T00:00:01Z"),
             ("decided_reason", "AMOUNT_OVER_LIMIT"),
         ]);
-        let status = assemble("t1", &h, &[]).unwrap();
+        let status = assemble("t1", &h, &[], 32).unwrap();
         assert_eq!(status.fields.amount, "10.00");
         assert_eq!(status.state, State::Rejected);
         assert_eq!(status.reason_code.as_deref(), Some("AMOUNT_OVER_LIMIT"));
         assert_eq!(status.history.len(), 2);
     }
 
+    fn attempt_json(request_id: &str, at: &str) -> String {
+        serde_json::to_string(&Attempt {
+            request_id: request_id.into(),
+            decision: State::Duplicate,
+            reason_code: None,
+            at: at.into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn attempts_from_both_layouts_are_listed_once_each_oldest_first_up_to_the_cap() {
+        let f = serde_json::to_string(&fields()).unwrap();
+        let h = hash(&[
+            ("merchant_id", "m1"),
+            ("fields", &f),
+            ("received_at", "2026-01-01T00:00:00Z"),
+        ]);
+        // r2 is in both layouts, decided again later in the new one (a redelivery).
+        let (r1, r2, r2_again, r3) = (
+            attempt_json("r1", "2026-01-01T00:00:01Z"),
+            attempt_json("r2", "2026-01-01T00:00:02Z"),
+            attempt_json("r2", "2026-01-01T00:00:09Z"),
+            attempt_json("r3", "2026-01-01T00:00:03Z"),
+        );
+        let status = assemble("t1", &h, &[&r2_again, &r3, &r1, &r2], 2).unwrap();
+        let listed: Vec<(&str, &str)> = status
+            .attempts
+            .iter()
+            .map(|a| (a.request_id.as_str(), a.at.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("r1", "2026-01-01T00:00:01Z"),
+                ("r2", "2026-01-01T00:00:02Z")
+            ]
+        );
+    }
+
     #[test]
     fn an_unknown_transaction_has_no_status() {
-        assert!(assemble("t1", &HashMap::new(), &[]).is_none());
+        assert!(assemble("t1", &HashMap::new(), &[], 32).is_none());
     }
 }

@@ -176,6 +176,20 @@ async fn an_unreachable_dependency_is_reported_as_retryable() {
     assert!(ledgerline_runtime::postgres::is_retryable(&err), "{err}");
 }
 
+/// The fields of transaction `t`.
+fn txn_fields() -> TransactionFields {
+    TransactionFields {
+        request_id: "001".into(),
+        account_id: "acc-1".into(),
+        amount: "1.00".into(),
+        currency: "EUR".into(),
+        txn_type: "credit".into(),
+        description: None,
+        metadata: BTreeMap::new(),
+        correlation_id: "c".into(),
+    }
+}
+
 /// An attempt of transaction `t`.
 fn attempt(request_id: &str, decision: State) -> StatusUpdate {
     StatusUpdate::Attempt {
@@ -200,16 +214,7 @@ async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_
             attempts_max: 3,
         },
     );
-    let fields = TransactionFields {
-        request_id: "001".into(),
-        account_id: "acc-1".into(),
-        amount: "1.00".into(),
-        currency: "EUR".into(),
-        txn_type: "credit".into(),
-        description: None,
-        metadata: BTreeMap::new(),
-        correlation_id: "c".into(),
-    };
+    let fields = txn_fields();
     // One batch: the decision, its attempt twice (a redelivery), then more attempts than the
     // cap; and a second batch with one more. Only the first three distinct attempts stay.
     let mut first = vec![StatusUpdate::Decided {
@@ -237,15 +242,78 @@ async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_
         .map(|a| a.request_id.as_str())
         .collect();
     assert_eq!(kept, ["001", "002", "003"]);
-    // Both hashes expire with the retention.
+    // The attempts live in the transaction's own hash, which expires with the retention.
     let mut conn = env.redis_conn().await.unwrap();
-    for key in ["txn:t", "txn:t:attempts"] {
-        let ttl: i64 = redis::cmd("TTL")
-            .arg(format!("{}{key}", env.redis.key_prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!((1..=3600).contains(&ttl), "{key} expires: {ttl}");
-    }
+    let key = format!("{}txn:t", env.redis.key_prefix);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=3600).contains(&ttl), "the hash expires: {ttl}");
+    let counted: u32 = redis::cmd("HGET")
+        .arg(&key)
+        .arg("attempts")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counted, 3);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.redis.key_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, [key], "one key per transaction");
+    env.forget_redis().await.unwrap();
+}
+
+#[tokio::test]
+async fn attempts_a_status_kept_in_their_own_hash_before_the_layout_change_are_still_listed() {
+    let env = TestEnv::new().await.unwrap();
+    let store = StatusStore::new(
+        env.redis_conn().await.unwrap(),
+        &env.redis.key_prefix,
+        &StatusSettings {
+            retention_hours: 1,
+            attempts_max: 3,
+        },
+    );
+    // Written as the earlier layout did: the states in `txn:<id>`, the attempts in a second
+    // hash `txn:<id>:attempts` keyed by request id.
+    let fields = txn_fields();
+    let mut conn = env.redis_conn().await.unwrap();
+    let key = format!("{}txn:t", env.redis.key_prefix);
+    let legacy = |request_id: &str| {
+        let StatusUpdate::Attempt { attempt, .. } = attempt(request_id, State::Duplicate) else {
+            unreachable!()
+        };
+        serde_json::to_string(&attempt).unwrap()
+    };
+    let _: () = redis::pipe()
+        .hset(&key, "merchant_id", "m")
+        .hset(&key, "fields", serde_json::to_string(&fields).unwrap())
+        .hset(&key, "received_at", "2026-12-06T00:00:00Z")
+        .hset(format!("{key}:attempts"), "001", legacy("001"))
+        .hset(format!("{key}:attempts"), "002", legacy("002"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // A later attempt, written in the new layout, joins them; one already there is not listed
+    // twice.
+    store
+        .apply(&[
+            attempt("002", State::Duplicate),
+            attempt("003", State::Duplicate),
+        ])
+        .await
+        .unwrap();
+    let status = store.get("t").await.unwrap().expect("the status is there");
+    let listed: Vec<&str> = status
+        .attempts
+        .iter()
+        .map(|a| a.request_id.as_str())
+        .collect();
+    assert_eq!(listed, ["001", "002", "003"]);
     env.forget_redis().await.unwrap();
 }

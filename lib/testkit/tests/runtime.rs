@@ -190,30 +190,46 @@ fn txn_fields() -> TransactionFields {
     }
 }
 
+/// An attempt's entry, its time ordered by its request id.
+fn attempt_entry(request_id: &str, decision: State) -> Attempt {
+    Attempt {
+        request_id: request_id.into(),
+        decision,
+        reason_code: None,
+        at: format!("2026-12-06T00:00:00.{request_id}Z"),
+    }
+}
+
 /// An attempt of transaction `t`.
 fn attempt(request_id: &str, decision: State) -> StatusUpdate {
     StatusUpdate::Attempt {
         transaction_id: "t".into(),
-        attempt: Attempt {
-            request_id: request_id.into(),
-            decision,
-            reason_code: None,
-            at: format!("2026-12-06T00:00:00.{request_id}Z"),
-        },
+        attempt: attempt_entry(request_id, decision),
     }
 }
 
-#[tokio::test]
-async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_cap() {
-    let env = TestEnv::new().await.unwrap();
-    let store = StatusStore::new(
+/// A read model keeping at most three attempts per transaction, under the test's prefix.
+async fn store_capped_at_three(env: &TestEnv) -> StatusStore {
+    StatusStore::new(
         env.redis_conn().await.unwrap(),
         &env.redis.key_prefix,
         &StatusSettings {
             retention_hours: 1,
             attempts_max: 3,
         },
-    );
+    )
+}
+
+/// The request ids of the attempts `t`'s status lists, in its order.
+async fn listed_attempts(store: &StatusStore) -> Vec<String> {
+    let status = store.get("t").await.unwrap().expect("the status is there");
+    status.attempts.into_iter().map(|a| a.request_id).collect()
+}
+
+#[tokio::test]
+async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_cap() {
+    let env = TestEnv::new().await.unwrap();
+    let store = store_capped_at_three(&env).await;
     let fields = txn_fields();
     // One batch: the decision, its attempt twice (a redelivery), then more attempts than the
     // cap; and a second batch with one more. Only the first three distinct attempts stay.
@@ -236,12 +252,7 @@ async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_
 
     let status = store.get("t").await.unwrap().expect("the status is there");
     assert_eq!(status.state, State::Accepted);
-    let kept: Vec<&str> = status
-        .attempts
-        .iter()
-        .map(|a| a.request_id.as_str())
-        .collect();
-    assert_eq!(kept, ["001", "002", "003"]);
+    assert_eq!(listed_attempts(&store).await, ["001", "002", "003"]);
     // The attempts live in the transaction's own hash, which expires with the retention.
     let mut conn = env.redis_conn().await.unwrap();
     let key = format!("{}txn:t", env.redis.key_prefix);
@@ -270,24 +281,14 @@ async fn attempts_written_in_batched_script_calls_keep_the_first_ones_up_to_the_
 #[tokio::test]
 async fn attempts_a_status_kept_in_their_own_hash_before_the_layout_change_are_still_listed() {
     let env = TestEnv::new().await.unwrap();
-    let store = StatusStore::new(
-        env.redis_conn().await.unwrap(),
-        &env.redis.key_prefix,
-        &StatusSettings {
-            retention_hours: 1,
-            attempts_max: 3,
-        },
-    );
+    let store = store_capped_at_three(&env).await;
     // Written as the earlier layout did: the states in `txn:<id>`, the attempts in a second
     // hash `txn:<id>:attempts` keyed by request id.
     let fields = txn_fields();
     let mut conn = env.redis_conn().await.unwrap();
     let key = format!("{}txn:t", env.redis.key_prefix);
     let legacy = |request_id: &str| {
-        let StatusUpdate::Attempt { attempt, .. } = attempt(request_id, State::Duplicate) else {
-            unreachable!()
-        };
-        serde_json::to_string(&attempt).unwrap()
+        serde_json::to_string(&attempt_entry(request_id, State::Duplicate)).unwrap()
     };
     let _: () = redis::pipe()
         .hset(&key, "merchant_id", "m")
@@ -308,12 +309,6 @@ async fn attempts_a_status_kept_in_their_own_hash_before_the_layout_change_are_s
         ])
         .await
         .unwrap();
-    let status = store.get("t").await.unwrap().expect("the status is there");
-    let listed: Vec<&str> = status
-        .attempts
-        .iter()
-        .map(|a| a.request_id.as_str())
-        .collect();
-    assert_eq!(listed, ["001", "002", "003"]);
+    assert_eq!(listed_attempts(&store).await, ["001", "002", "003"]);
     env.forget_redis().await.unwrap();
 }

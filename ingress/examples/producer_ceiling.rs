@@ -7,20 +7,36 @@
 //! first figures used: on nisshi, headers cost a large share of the broker's rate, so the two
 //! ceilings differ a lot (see docs/benchmarks.md).
 //!
+//! `producers=N` spreads the messages over N producers (N connections to the broker), each
+//! taking the partitions `p % N == i`, so one key still goes through one producer in order.
+//!
+//! `partitions=N` sets the topic's partitions (default 12, the pipeline's): nisshi stores each
+//! partition's share of a produce request in its own database transaction, so fewer partitions
+//! mean fewer, larger transactions per request.
+//!
 //! ```bash
-//! cargo run --release -p ingress --example producer_ceiling -- 200000 1024 [bare]
+//! cargo run --release -p ingress --example producer_ceiling -- 200000 1024 [bare] [producers=N] [partitions=N]
 //! ```
 
 use futures::StreamExt;
 use ledgerline_contracts::events::{self, Event, TransactionRequested};
 use ledgerline_contracts::ids::AccountId;
 use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
+use ledgerline_runtime::partitions;
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let bare = std::env::args().nth(3).as_deref() == Some("bare");
+    let bare = std::env::args().skip(3).any(|a| a == "bare");
+    let producers_n: usize = std::env::args()
+        .skip(3)
+        .find_map(|a| a.strip_prefix("producers=").map(str::to_owned))
+        .map_or(1, |n| n.parse().expect("producers=N takes a count"));
+    let partitions: i32 = std::env::args()
+        .skip(3)
+        .find_map(|a| a.strip_prefix("partitions=").map(str::to_owned))
+        .map_or(12, |n| n.parse().expect("partitions=N takes a count"));
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .take(2)
@@ -33,12 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let in_flight = args.get(1).copied().unwrap_or(1_024);
     let settings = KafkaSettings {
         topic_prefix: format!("ceiling{}.", uuid::Uuid::new_v4().simple()),
-        partitions: 12,
+        partitions,
         ..KafkaSettings::default()
     };
     let topic = settings.topic("txn.requests");
     settings.ensure_topics(std::slice::from_ref(&topic)).await?;
-    let producer = settings.producer("ceiling")?;
+    let producers = (0..producers_n.max(1))
+        .map(|i| settings.producer(&format!("ceiling-{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
     // What ingress publishes for wrk_signed's bodies: no description, metadata or callback.
     let mut template: TransactionRequested = serde_json::from_str(include_str!(
         "../../lib/contracts/tests/fixtures/transaction_requested.json"
@@ -60,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
             message.correlation_id.clone_from(&correlation_id);
             events::encode(&message)
         };
-        let producer = producer.clone();
+        let partition = partitions::partition_for_key(key.as_bytes(), settings.partitions);
+        let producer = producers[partition as usize % producers.len()].clone();
         let topic = topic.clone();
         async move {
             let sent = Instant::now();
@@ -89,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "messages": n, "in_flight": in_flight, "seconds": secs,
+            "messages": n, "in_flight": in_flight, "producers": producers.len(),
+            "partitions": partitions, "seconds": secs,
             "kind": if bare { "bare 300-byte values" } else { "ingress's messages with headers" },
             "per_second": (n as f64 / secs).round(),
             "ack_p50_ms": pct(0.50).as_secs_f64() * 1e3,

@@ -122,12 +122,15 @@ async fn main() -> anyhow::Result<()> {
 
     // Service rate.
     let mut env = TestEnv::new().await?;
-    env.kafka.partitions = 12;
+    // The service's setting decides the partitions (12 unless LEDGERLINE_KAFKA__PARTITIONS
+    // says otherwise): on nisshi a produce costs a database transaction per partition it
+    // spans, so the count changes every rate here (docs/benchmarks.md).
+    let tuned: Settings = settings::load(None)?;
+    env.kafka.partitions = tuned.kafka.partitions;
     env.kafka.topic_prefix = format!("bench{}.", env.id);
     env.kafka
         .ensure_topics(&env.kafka.pipeline_topics())
         .await?;
-    let tuned: Settings = settings::load(None)?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
     prefill(&producer, &env.topic(topics::OUTCOMES), &all).await;
@@ -232,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
             "transactions": n,
             "relay": !no_relay,
             "accounts": accounts,
+            "partitions": env.kafka.partitions,
             "declined": declined,
             "batch_size_max": batch_size,
             "service_seconds": service_secs,

@@ -158,13 +158,16 @@ async fn main() -> anyhow::Result<()> {
     let accounts = args.get(1).copied().unwrap_or(10_000);
     let all = requests(n, accounts);
     let mut env = TestEnv::new().await?;
-    env.kafka.partitions = 12;
+    // The service's setting decides the partitions (12 unless LEDGERLINE_KAFKA__PARTITIONS
+    // says otherwise): on nisshi a produce costs a database transaction per partition it
+    // spans, so the count changes every rate here (docs/benchmarks.md).
+    let tuned: Settings = settings::load(None)?;
+    env.kafka.partitions = tuned.kafka.partitions;
     env.kafka.topic_prefix = format!("pbench{}.", env.id);
     let raw_topic = env.kafka.topic("raw.copy");
     let mut topics_to_create = env.kafka.pipeline_topics();
     topics_to_create.push(raw_topic.clone());
     env.kafka.ensure_topics(&topics_to_create).await?;
-    let tuned: Settings = settings::load(None)?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
     let requests_topic = env.topic(topics::REQUESTS);
@@ -226,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "requests": n, "accounts": accounts, "retries_share": 0.05,
+            "requests": n, "accounts": accounts, "partitions": env.kafka.partitions, "retries_share": 0.05,
             "batch_size_max": batch,
             "service_seconds": service_secs, "service_per_second": service.round(),
             "raw_seconds": raw_secs, "raw_per_second": raw.round(),

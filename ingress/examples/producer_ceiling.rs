@@ -26,17 +26,18 @@ use ledgerline_runtime::partitions;
 use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 
+/// The value of a `name=value` argument after the two counts.
+fn option(name: &str) -> Option<String> {
+    std::env::args()
+        .skip(3)
+        .find_map(|a| a.strip_prefix(name).map(str::to_owned))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bare = std::env::args().skip(3).any(|a| a == "bare");
-    let producers_n: usize = std::env::args()
-        .skip(3)
-        .find_map(|a| a.strip_prefix("producers=").map(str::to_owned))
-        .map_or(1, |n| n.parse().expect("producers=N takes a count"));
-    let partitions: i32 = std::env::args()
-        .skip(3)
-        .find_map(|a| a.strip_prefix("partitions=").map(str::to_owned))
-        .map_or(12, |n| n.parse().expect("partitions=N takes a count"));
+    let producers_n: usize = option("producers=").map_or(1, |n| n.parse().expect("a count"));
+    let partitions: i32 = option("partitions=").map_or(12, |n| n.parse().expect("a count"));
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .take(2)

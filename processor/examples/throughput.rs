@@ -158,9 +158,9 @@ async fn main() -> anyhow::Result<()> {
     let accounts = args.get(1).copied().unwrap_or(10_000);
     let all = requests(n, accounts);
     let mut env = TestEnv::new().await?;
-    // The service's setting decides the partitions (12 unless LEDGERLINE_KAFKA__PARTITIONS
-    // says otherwise): on nisshi a produce costs a database transaction per partition it
-    // spans, so the count changes every rate here (docs/benchmarks.md).
+    // The partitions are the service's setting (12 unless LEDGERLINE_KAFKA__PARTITIONS says
+    // otherwise): nisshi runs a transaction per partition of a produce request, so the count is
+    // part of what a run measures (docs/benchmarks.md, "Partitions per produce request").
     let tuned: Settings = settings::load(None)?;
     env.kafka.partitions = tuned.kafka.partitions;
     env.kafka.topic_prefix = format!("pbench{}.", env.id);

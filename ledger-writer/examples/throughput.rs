@@ -122,15 +122,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Service rate.
     let mut env = TestEnv::new().await?;
-    // The partitions are the service's setting (12 unless LEDGERLINE_KAFKA__PARTITIONS says
-    // otherwise): nisshi runs a transaction per partition of a produce request, so the count is
-    // part of what a run measures (docs/benchmarks.md, "Partitions per produce request").
     let tuned: Settings = settings::load(None)?;
-    env.kafka.partitions = tuned.kafka.partitions;
-    env.kafka.topic_prefix = format!("bench{}.", env.id);
-    env.kafka
-        .ensure_topics(&env.kafka.pipeline_topics())
-        .await?;
+    env.bench_topics("bench", &tuned.kafka, &[]).await?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
     prefill(&producer, &env.topic(topics::OUTCOMES), &all).await;

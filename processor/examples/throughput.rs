@@ -158,16 +158,10 @@ async fn main() -> anyhow::Result<()> {
     let accounts = args.get(1).copied().unwrap_or(10_000);
     let all = requests(n, accounts);
     let mut env = TestEnv::new().await?;
-    // The partitions are the service's setting (12 unless LEDGERLINE_KAFKA__PARTITIONS says
-    // otherwise): nisshi runs a transaction per partition of a produce request, so the count is
-    // part of what a run measures (docs/benchmarks.md, "Partitions per produce request").
     let tuned: Settings = settings::load(None)?;
-    env.kafka.partitions = tuned.kafka.partitions;
-    env.kafka.topic_prefix = format!("pbench{}.", env.id);
+    env.bench_topics("pbench", &tuned.kafka, &["raw.copy"])
+        .await?;
     let raw_topic = env.kafka.topic("raw.copy");
-    let mut topics_to_create = env.kafka.pipeline_topics();
-    topics_to_create.push(raw_topic.clone());
-    env.kafka.ensure_topics(&topics_to_create).await?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
     let requests_topic = env.topic(topics::REQUESTS);

@@ -133,6 +133,26 @@ impl TestEnv {
         }
     }
 
+    /// Moves this environment to topics of its own, `<stem><id>.*`, with the partition count of
+    /// `tuned` (a service's settings loaded from the environment), and creates the pipeline
+    /// topics plus `extra` ones. For benchmarks: the test topics have [`TEST_PARTITIONS`], while
+    /// a run must measure the service's count (12 unless `LEDGERLINE_KAFKA__PARTITIONS` says
+    /// otherwise), because nisshi runs a transaction per partition of a produce request
+    /// (docs/benchmarks.md, "Partitions per produce request").
+    pub async fn bench_topics(
+        &mut self,
+        stem: &str,
+        tuned: &KafkaSettings,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        self.kafka.partitions = tuned.partitions;
+        self.kafka.topic_prefix = format!("{stem}{}.", self.id);
+        let mut topics = self.kafka.pipeline_topics();
+        topics.extend(extra.iter().map(|base| self.kafka.topic(base)));
+        self.kafka.ensure_topics(&topics).await?;
+        Ok(())
+    }
+
     /// A Redis connection on the test server.
     pub async fn redis_conn(&self) -> anyhow::Result<redis::aio::ConnectionManager> {
         Ok(self.redis.connect().await?)

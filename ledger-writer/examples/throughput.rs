@@ -6,16 +6,18 @@
 //!    first to the last posted transaction, taking progress from its `/metrics`; prints where
 //!    the batch time went; then waits for the outbox relay to have published every outcome
 //!    (`relayed_all_seconds`, from the same start).
-//! 3. Raw rate: in a second fresh database, the same decisions are posted with the same
-//!    statements (`LedgerStore::post`) in batches of the same size, without Kafka or the relay.
+//! 3. Raw rate: in a second fresh database (the first one dropped), the same decisions are
+//!    posted with the same statements (`LedgerStore::post`) in batches of the same size,
+//!    without Kafka or the relay.
 //!
 //! ```bash
-//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000 [no-relay]
+//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000 [no-relay|raw-only]
 //! ```
 //! The writer's settings start from its defaults and the `LEDGERLINE_*` environment, as the
 //! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what
 //! isolates the run (brokers, topic prefix, databases, group).
 
+use ledger_writer::lanes;
 use ledger_writer::plan::{Accepted, Source};
 use ledger_writer::store::LedgerStore;
 use ledger_writer::{Application, Settings};
@@ -34,13 +36,20 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const PRODUCE_IN_FLIGHT_MAX: usize = 5_000;
+/// The time between two bench decisions (a processor deciding 20k/s).
+const DECISION_INTERVAL: Duration = Duration::from_micros(50);
 
 fn decisions(n: usize, accounts: usize) -> Vec<TransactionDecided> {
     let mut rng = rand::rng();
     let merchant = MerchantId::parse("bench").unwrap();
-    let now = ledgerline_runtime::time::now();
+    // Decision times advance as a processor's would at 20k decisions/s, ending now. The
+    // posted event's id starts with its decision's millisecond, so this is also what keeps
+    // the event-id indexes (ledger and outbox) appending at their right edge, as in a live
+    // stream; decisions stamped all in one millisecond would spread those inserts at random.
+    let start = ledgerline_runtime::time::now() - DECISION_INTERVAL * n as u32;
     (0..n)
         .map(|i| {
+            let decided_at = start + DECISION_INTERVAL * i as u32;
             let key = IdempotencyKey::parse(&format!("b{i}")).unwrap();
             TransactionDecided {
                 schema_version: events::SCHEMA_VERSION,
@@ -63,8 +72,8 @@ fn decisions(n: usize, accounts: usize) -> Vec<TransactionDecided> {
                 original_request_id: None,
                 request_fingerprint: "bench".into(),
                 correlation_id: format!("bench-{i}"),
-                received_at: now,
-                decided_at: now,
+                received_at: decided_at,
+                decided_at,
             }
         })
         .collect()
@@ -96,6 +105,16 @@ async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionDecid
     );
 }
 
+/// A partition for an account, keyed as Kafka keys the service's messages: each account on
+/// one partition, accounts spread evenly (the hash differs from the producer's; the spread is
+/// what matters to the raw run's lanes and clearing shards).
+fn partition_of(account: &str, partitions: i32) -> i32 {
+    let hash = account
+        .bytes()
+        .fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (hash % partitions.max(1) as u32) as i32
+}
+
 async fn count(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
         .fetch_one(pool)
@@ -103,30 +122,103 @@ async fn count(pool: &sqlx::PgPool) -> i64 {
         .unwrap()
 }
 
+/// What a run measures (third argument).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The benchmark: the service, then the raw statements.
+    Both,
+    /// A diagnostic: the service with its outbox relay switched off, which shows how much of
+    /// the shared broker and cores the relay takes from the writer.
+    NoRelay,
+    /// A diagnostic: the raw statements alone, for iterating on the schema and the statements
+    /// without a prefill and a service run each time.
+    RawOnly,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `no-relay` (third argument) is a diagnostic, not the benchmark: it shows how much of the
-    // shared broker and cores the outbox relay takes from the writer.
-    let no_relay = std::env::args().nth(3).as_deref() == Some("no-relay");
+    const USAGE: &str = "usage: throughput [transactions] [accounts] [no-relay|raw-only]";
+    let mode = match std::env::args().nth(3).as_deref() {
+        None => Mode::Both,
+        Some("no-relay") => Mode::NoRelay,
+        Some("raw-only") => Mode::RawOnly,
+        Some(_) => anyhow::bail!(USAGE),
+    };
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .take(2)
-        .map(|a| {
-            a.parse()
-                .expect("usage: throughput [transactions] [accounts] [no-relay]")
-        })
+        .map(|a| a.parse().expect(USAGE))
         .collect();
     let n = args.first().copied().unwrap_or(1_000_000);
     let accounts = args.get(1).copied().unwrap_or(10_000);
     let all = decisions(n, accounts);
-
-    // Service rate.
-    let mut env = TestEnv::new().await?;
     let tuned: Settings = settings::load(None)?;
+    let batch_size = tuned.batch.batch_size_max;
+
+    let service = if mode == Mode::RawOnly {
+        None
+    } else {
+        Some(service_run(&all, tuned.clone(), mode == Mode::NoRelay).await?)
+    };
+    let lanes_max = tuned.db_transactions_in_flight_max;
+    let raw_secs = raw_run(&all, batch_size, lanes_max, tuned.kafka.partitions).await?;
+    let raw_rate = n as f64 / raw_secs;
+    let mut report = serde_json::json!({
+        "transactions": n,
+        "accounts": accounts,
+        "batch_size_max": batch_size,
+        "db_transactions_in_flight_max": lanes_max,
+        "raw_seconds": raw_secs,
+        "raw_per_second": raw_rate.round(),
+    });
+    if let Some(run) = service {
+        let service_rate = n as f64 / run.service_secs;
+        let fields = serde_json::json!({
+            "relay": mode != Mode::NoRelay,
+            "partitions": run.partitions,
+            "declined": run.declined,
+            "service_seconds": run.service_secs,
+            "service_per_second": service_rate.round(),
+            "ratio": (service_rate / raw_rate * 100.0).round() / 100.0,
+            "outbox_unsent_at_end": run.unsent,
+            "relayed_all_seconds": run.relay_secs,
+            "relayed_per_second": run.relay_secs.map(|secs| (n as f64 / secs).round()),
+            "histograms": run.histograms,
+            "relay_histograms_at_relayed_all": run.relay_histograms,
+        });
+        if let (Some(report), serde_json::Value::Object(fields)) = (report.as_object_mut(), fields)
+        {
+            report.extend(fields);
+        }
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// What the service run measured.
+struct ServiceRun {
+    partitions: i32,
+    service_secs: f64,
+    declined: i64,
+    unsent: i64,
+    relay_secs: Option<f64>,
+    histograms: serde_json::Value,
+    relay_histograms: Option<serde_json::Value>,
+}
+
+/// Pre-fills a fresh environment's `txn.outcomes` with `all` and times the real writer
+/// posting them.
+async fn service_run(
+    all: &[TransactionDecided],
+    tuned: Settings,
+    no_relay: bool,
+) -> anyhow::Result<ServiceRun> {
+    let n = all.len();
+    let mut env = TestEnv::new().await?;
     env.bench_topics("bench", &tuned.kafka, &[]).await?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
-    prefill(&producer, &env.topic(topics::OUTCOMES), &all).await;
+    prefill(&producer, &env.topic(topics::OUTCOMES), all).await;
     let mut settings = Settings {
         admin_addr: "127.0.0.1:0".parse()?,
         kafka,
@@ -137,7 +229,6 @@ async fn main() -> anyhow::Result<()> {
     };
     settings.postgres.pool_size_max = 8;
     settings.faults.relay_disabled = no_relay;
-    let batch_size = settings.batch.batch_size_max;
     let app = Application::build(settings.clone()).await?;
     let metrics_url = format!("http://{}/metrics", app.admin_addr());
     let shutdown = CancellationToken::new();
@@ -195,7 +286,29 @@ async fn main() -> anyhow::Result<()> {
             .fetch_one(&env.pg)
             .await?;
 
-    // Raw rate: the same statements, same batch size, no Kafka.
+    env.drop_database().await?;
+    Ok(ServiceRun {
+        partitions: env.kafka.partitions,
+        service_secs,
+        declined,
+        unsent,
+        relay_secs,
+        histograms,
+        relay_histograms,
+    })
+}
+
+/// Posts `all` with the service's statements (`LedgerStore::post`) in batches of
+/// `batch_size`, each batch split into lanes written side by side as the service writes them
+/// (up to `lanes_max` at once), in a fresh database, without Kafka or the relay; returns the
+/// seconds taken.
+async fn raw_run(
+    all: &[TransactionDecided],
+    batch_size: usize,
+    lanes_max: usize,
+    partitions: i32,
+) -> anyhow::Result<f64> {
+    let n = all.len();
     let raw_env = TestEnv::new().await?;
     let store = LedgerStore::new(raw_env.pg.clone(), 0);
     let accepted: Vec<Accepted> = all
@@ -205,43 +318,21 @@ async fn main() -> anyhow::Result<()> {
             decided: d.clone(),
             source: Source {
                 topic: "raw".into(),
-                partition: (i % 12) as i32,
+                partition: partition_of(d.account_id.as_str(), partitions),
                 offset: i as i64,
             },
         })
         .collect();
     let started = Instant::now();
     for batch in accepted.chunks(batch_size) {
-        store.post(batch).await?;
+        let lanes = lanes::split(batch.to_vec(), lanes_max, |a| {
+            (a.source.topic.clone(), a.source.partition)
+        });
+        futures::future::try_join_all(lanes.iter().map(|lane| store.post(lane))).await?;
     }
     let raw_secs = started.elapsed().as_secs_f64();
     assert_eq!(count(&raw_env.pg).await, n as i64);
-    // Each ledger holds n transactions, 2n postings and n outbox rows: gigabytes at 10⁶.
-    env.drop_database().await?;
+    // A ledger of n transactions, 2n postings and n outbox rows: gigabytes at 10⁶.
     raw_env.drop_database().await?;
-
-    let service_rate = n as f64 / service_secs;
-    let raw_rate = n as f64 / raw_secs;
-    println!(
-        "{}",
-        serde_json::json!({
-            "transactions": n,
-            "relay": !no_relay,
-            "accounts": accounts,
-            "partitions": env.kafka.partitions,
-            "declined": declined,
-            "batch_size_max": batch_size,
-            "service_seconds": service_secs,
-            "service_per_second": service_rate.round(),
-            "raw_seconds": raw_secs,
-            "raw_per_second": raw_rate.round(),
-            "ratio": (service_rate / raw_rate * 100.0).round() / 100.0,
-            "outbox_unsent_at_end": unsent,
-            "relayed_all_seconds": relay_secs,
-            "relayed_per_second": relay_secs.map(|secs| (n as f64 / secs).round()),
-            "histograms": histograms,
-            "relay_histograms_at_relayed_all": relay_histograms,
-        })
-    );
-    Ok(())
+    Ok(raw_secs)
 }

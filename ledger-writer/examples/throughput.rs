@@ -17,7 +17,6 @@
 //! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what
 //! isolates the run (brokers, topic prefix, databases, group).
 
-use ledger_writer::lanes;
 use ledger_writer::plan::{Accepted, Source};
 use ledger_writer::store::LedgerStore;
 use ledger_writer::{Application, Settings};
@@ -107,7 +106,7 @@ async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionDecid
 
 /// A partition for an account, keyed as Kafka keys the service's messages: each account on
 /// one partition, accounts spread evenly (the hash differs from the producer's; the spread is
-/// what matters to the raw run's lanes and clearing shards).
+/// what matters to the raw run's clearing shards).
 fn partition_of(account: &str, partitions: i32) -> i32 {
     let hash = account
         .bytes()
@@ -160,14 +159,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Some(service_run(&all, tuned.clone(), mode == Mode::NoRelay).await?)
     };
-    let lanes_max = tuned.db_transactions_in_flight_max;
-    let raw_secs = raw_run(&all, batch_size, lanes_max, tuned.kafka.partitions).await?;
+    let raw_secs = raw_run(&all, batch_size, tuned.kafka.partitions).await?;
     let raw_rate = n as f64 / raw_secs;
     let mut report = serde_json::json!({
         "transactions": n,
         "accounts": accounts,
         "batch_size_max": batch_size,
-        "db_transactions_in_flight_max": lanes_max,
         "raw_seconds": raw_secs,
         "raw_per_second": raw_rate.round(),
     });
@@ -299,13 +296,11 @@ async fn service_run(
 }
 
 /// Posts `all` with the service's statements (`LedgerStore::post`) in batches of
-/// `batch_size`, each batch split into lanes written side by side as the service writes them
-/// (up to `lanes_max` at once), in a fresh database, without Kafka or the relay; returns the
-/// seconds taken.
+/// `batch_size`, one after another as the service writes them, in a fresh database, without
+/// Kafka or the relay; returns the seconds taken.
 async fn raw_run(
     all: &[TransactionDecided],
     batch_size: usize,
-    lanes_max: usize,
     partitions: i32,
 ) -> anyhow::Result<f64> {
     let n = all.len();
@@ -325,10 +320,7 @@ async fn raw_run(
         .collect();
     let started = Instant::now();
     for batch in accepted.chunks(batch_size) {
-        let lanes = lanes::split(batch.to_vec(), lanes_max, |a| {
-            (a.source.topic.clone(), a.source.partition)
-        });
-        futures::future::try_join_all(lanes.iter().map(|lane| store.post(lane))).await?;
+        store.post(batch).await?;
     }
     let raw_secs = started.elapsed().as_secs_f64();
     assert_eq!(count(&raw_env.pg).await, n as i64);

@@ -23,12 +23,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Consumer group id.
     pub group_id: String,
-    /// Batch bounds.
+    /// Batch bounds (one database transaction per batch).
     pub batch: BatchSettings,
-    /// Most lanes (database transactions, each of whole partitions) written at once; a batch
-    /// of several partitions is split into up to this many (docs/ledger.md, "Lanes"). 1: one
-    /// batch, one transaction, at a time.
-    pub db_transactions_in_flight_max: usize,
     /// The ledger database.
     pub postgres: PostgresSettings,
     /// Redis (the status read model: POSTED / DECLINED).
@@ -99,7 +95,6 @@ impl Default for Settings {
                 batch_size_max: 2_000,
                 ..BatchSettings::default()
             },
-            db_transactions_in_flight_max: 2,
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
             status: StatusSettings::default(),
@@ -121,13 +116,6 @@ impl Validate for Settings {
         self.batch.validate("batch")?;
         self.backoff.validate("backoff")?;
         ensure(!self.group_id.is_empty(), "group_id", "must not be empty")?;
-        // The relay and the readiness probe need a connection besides the batch's.
-        ensure(
-            (1..=16).contains(&self.db_transactions_in_flight_max)
-                && self.db_transactions_in_flight_max < self.postgres.pool_size_max as usize,
-            "db_transactions_in_flight_max",
-            "must be in 1..=16 and below postgres.pool_size_max",
-        )?;
         ensure(
             self.ledger.overdraft_default_minor >= 0,
             "ledger.overdraft_default_minor",
@@ -165,18 +153,6 @@ mod tests {
         let mut s = Settings::default();
         s.ledger.overdraft_default_minor = -1;
         assert!(s.validate().unwrap_err().contains("overdraft"));
-    }
-
-    #[test]
-    fn lanes_that_would_take_every_pooled_connection_are_refused() {
-        let mut s = Settings::default();
-        s.db_transactions_in_flight_max = s.postgres.pool_size_max as usize;
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .contains("db_transactions_in_flight_max"));
-        s.db_transactions_in_flight_max = 0;
-        assert!(s.validate().is_err());
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! - [`app`]: `Application::build` / `run_until_stopped` / `replay`, shared by `main` and tests.
 //! - [`cli`]: the command line (`run`, `replay`).
 //! - [`writer`]: the batch loop (decode → post → commit offsets).
-//! - [`lanes`]: a batch split into database transactions of whole partitions, side by side.
 //! - [`plan`]: the pure accounting: results, postings, balances of a batch.
 //! - [`store`]: the batch's database transaction (locks, set-based writes).
 //! - [`relay`]: the outbox relay to `txn.postings` and the status read model.
@@ -14,7 +13,6 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod lanes;
 pub mod metrics;
 pub mod plan;
 pub mod relay;

@@ -19,10 +19,9 @@ pub fn batch_size(n: usize) {
     histogram!("ledgerline_ledger_writer_batch_size").record(n as f64);
 }
 
-/// Time to process a lane (a batch, or the part of one a database transaction holds) end to
-/// end: decode → database → commit offsets. Lanes run side by side, so these overlap.
-pub fn lane_duration(elapsed: Duration) {
-    histogram!("ledgerline_ledger_writer_lane_duration_seconds").record(elapsed.as_secs_f64());
+/// Time to process a batch end to end (decode → database → commit offsets).
+pub fn batch_duration(elapsed: Duration) {
+    histogram!("ledgerline_ledger_writer_batch_duration_seconds").record(elapsed.as_secs_f64());
 }
 
 /// One database transaction (lock, plan, write, commit).

@@ -2,25 +2,20 @@
 //!
 //! ```text
 //! loop:
-//!   batch ← next_batch(count, bytes, age bounds), fetched while earlier lanes are written
-//!   split it into lanes of whole partitions (lanes.rs)
-//!   for each lane, once none of its partitions is in a lane still being written and fewer
-//!   than db_transactions_in_flight_max lanes are: write it, side by side with the others:
-//!     decode each; poison → txn.outcomes.dlq (acknowledged) and skipped
-//!     keep ACCEPTED decisions (others are not the ledger's business), in offset order
-//!     post them in one database transaction (store.rs), retrying while PostgreSQL is down
-//!     wake the outbox relay
-//!     commit the lane's offsets (only now: the database has the lane)
+//!   batch ← next_batch(count, bytes, age bounds)
+//!   decode each; poison → txn.outcomes.dlq (acknowledged) and skipped
+//!   keep ACCEPTED decisions (others are not the ledger's business), in offset order
+//!   post them in one database transaction (store.rs), retrying while PostgreSQL is down
+//!   wake the outbox relay
+//!   commit offsets (only now: the database has the batch)
 //! ```
 //! The same [`Writer::process`] serves the replay mode, so a replay goes through exactly the
 //! code path (and the idempotency) of normal operation.
 
 use crate::config::Settings;
-use crate::lanes::{self, Partition};
 use crate::metrics;
 use crate::plan::{Accepted, Plan, Source};
 use crate::store::LedgerStore;
-use futures::stream::{FuturesUnordered, StreamExt};
 use ledgerline_contracts::events::{Decision, PostingResult, TransactionDecided};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
 use ledgerline_runtime::consume::{next_batch, Committer};
@@ -28,8 +23,8 @@ use ledgerline_runtime::kafka::{decode_message, DeadLetterer};
 use ledgerline_runtime::status::StatusStore;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -84,72 +79,38 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Consumes until `shutdown`: finishes the lanes in hand, commits, leaves the group.
+    /// Consumes until `shutdown`: finishes the batch in hand, commits, leaves the group.
     ///
-    /// The next batch is fetched while lanes are written, so the broker fetch and the database
-    /// overlap. Lanes of disjoint partitions are written side by side, up to
-    /// `db_transactions_in_flight_max`; a lane whose partition is still being written waits
-    /// for it, so each partition's messages are written one lane after another, in offset
-    /// order, and each lane's offsets are committed only after its own database commit.
+    /// The next batch is fetched while the current one is written, so the broker fetch and the
+    /// database transaction overlap; batches are still written strictly one after another, in
+    /// offset order, and a batch's offsets are committed only after its own commit.
     pub async fn run(&self, consumer: &StreamConsumer, shutdown: CancellationToken) {
-        let committer = Mutex::new(Committer::default());
-        let in_flight_max = self.settings.db_transactions_in_flight_max;
-        let mut in_flight = FuturesUnordered::new();
-        let mut busy: HashSet<Partition> = HashSet::new();
-        let mut interrupted = false;
+        let mut committer = Committer::default();
         let mut batch = next_batch(consumer, &self.settings.batch, &shutdown).await;
-        while !batch.is_empty() && !interrupted {
-            metrics::batch_size(batch.len());
-            for lane in lanes::split(batch, in_flight_max, partition_of) {
-                let partitions = lanes::partitions(&lane, partition_of);
-                while !interrupted
-                    && (in_flight.len() >= in_flight_max || !busy.is_disjoint(&partitions))
-                {
-                    let Some(done) = in_flight.next().await else {
-                        break;
-                    };
-                    interrupted |= finished(done, &mut busy);
-                }
-                if interrupted {
-                    break;
-                }
-                busy.extend(partitions.iter().cloned());
-                let (committer, shutdown) = (&committer, &shutdown);
-                in_flight.push(async move {
-                    let started = Instant::now();
-                    let report = self.process(&lane, shutdown).await;
-                    if report.is_ok() {
-                        // Committed here, as soon as the lane is in the database: waiting for
-                        // the next batch would hold it back until a message arrives.
-                        let mut committer = committer.lock().unwrap_or_else(|e| e.into_inner());
-                        committer.commit(consumer, &lane, shutdown);
-                        metrics::lane_duration(started.elapsed());
-                    } else {
-                        // Left uncommitted: redelivered, and skipped where already recorded.
-                        tracing::warn!(
-                            messages = lane.len(),
-                            "shutdown during an outage; lane left uncommitted"
-                        );
-                    }
-                    (partitions, report.is_err())
-                });
-            }
-            if interrupted {
+        while !batch.is_empty() {
+            let started = Instant::now();
+            let written = async {
+                let report = self.process(&batch, &shutdown).await?;
+                // Committed here, not after the join: with no next message the join would
+                // hold this commit back until one arrives.
+                committer.commit(consumer, &batch, &shutdown);
+                Ok::<_, Interrupted>(report)
+            };
+            let (written, next) = tokio::join!(
+                written,
+                next_batch(consumer, &self.settings.batch, &shutdown),
+            );
+            if written.is_err() {
+                // `next` was fetched but not written: it is redelivered with this batch.
+                tracing::warn!(
+                    messages = batch.len(),
+                    "shutdown during an outage; batch left uncommitted"
+                );
                 break;
             }
-            // Fetch the next batch while the lanes are written.
-            let next = next_batch(consumer, &self.settings.batch, &shutdown);
-            tokio::pin!(next);
-            batch = loop {
-                tokio::select! {
-                    next = &mut next => break next,
-                    Some(done) = in_flight.next() => interrupted |= finished(done, &mut busy),
-                }
-            };
-        }
-        // Drain: every lane started is finished (or interrupted) before the group is left.
-        while let Some(done) = in_flight.next().await {
-            finished(done, &mut busy);
+            metrics::batch_size(batch.len());
+            metrics::batch_duration(started.elapsed());
+            batch = next;
         }
         consumer.unsubscribe();
         tracing::info!("ledger-writer loop stopped");
@@ -223,21 +184,6 @@ impl Writer {
         metrics::dead_lettered(reason);
         Ok(())
     }
-}
-
-/// Frees a finished lane's partitions; true when it was interrupted by shutdown.
-fn finished(
-    (partitions, interrupted): (HashSet<Partition>, bool),
-    busy: &mut HashSet<Partition>,
-) -> bool {
-    for partition in &partitions {
-        busy.remove(partition);
-    }
-    interrupted
-}
-
-fn partition_of(message: &OwnedMessage) -> Partition {
-    (message.topic().to_string(), message.partition())
 }
 
 fn record(plan: &Plan, report: &mut BatchReport) {

@@ -27,6 +27,7 @@ use ledgerline_contracts::ids::{
 };
 use ledgerline_contracts::topics;
 use ledgerline_runtime::kafka::event_headers;
+use ledgerline_runtime::partitions;
 use ledgerline_runtime::settings;
 use ledgerline_testkit::{metrics, TestEnv};
 use rand::Rng;
@@ -102,16 +103,6 @@ async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionDecid
         all.len(),
         all.len() as f64 / secs
     );
-}
-
-/// A partition for an account, keyed as Kafka keys the service's messages: each account on
-/// one partition, accounts spread evenly (the hash differs from the producer's; the spread is
-/// what matters to the raw run's clearing shards).
-fn partition_of(account: &str, partitions: i32) -> i32 {
-    let hash = account
-        .bytes()
-        .fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (hash % partitions.max(1) as u32) as i32
 }
 
 async fn count(pool: &sqlx::PgPool) -> i64 {
@@ -313,7 +304,11 @@ async fn raw_run(
             decided: d.clone(),
             source: Source {
                 topic: "raw".into(),
-                partition: partition_of(d.account_id.as_str(), partitions),
+                // Where the service's producer puts the account's decisions.
+                partition: partitions::partition_for_key(
+                    d.account_id.as_str().as_bytes(),
+                    partitions,
+                ),
                 offset: i as i64,
             },
         })

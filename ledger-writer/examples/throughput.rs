@@ -44,8 +44,8 @@ fn decisions(n: usize, accounts: usize) -> Vec<TransactionDecided> {
     let merchant = MerchantId::parse("bench").unwrap();
     // Decision times advance as a processor's would at 20k decisions/s, ending now. The
     // posted event's id starts with its decision's millisecond, so this is also what keeps
-    // the event-id indexes (ledger and outbox) appending at their right edge, as in a live
-    // stream; decisions stamped all in one millisecond would spread those inserts at random.
+    // the posted-event-id index appending at its right edge, as in a live stream; decisions
+    // stamped all in one millisecond would spread those inserts at random.
     let start = ledgerline_runtime::time::now() - DECISION_INTERVAL * n as u32;
     (0..n)
         .map(|i| {

@@ -7,6 +7,7 @@
 //! - [`plan`]: the pure accounting: results, postings, balances of a batch.
 //! - [`store`]: the batch's database transaction (locks, set-based writes).
 //! - [`relay`]: the outbox relay to `txn.postings` and the status read model.
+//! - `outbox`: the relay's read: waiting rows joined to the ledger rows they announce.
 //! - [`replay`]: re-posting `txn.outcomes` from an offset or time through the same path.
 //! - [`metrics`]: metric names, in one place.
 
@@ -14,6 +15,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+mod outbox;
 pub mod plan;
 pub mod relay;
 pub mod replay;

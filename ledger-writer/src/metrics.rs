@@ -44,6 +44,11 @@ pub fn relayed(n: usize) {
     counter!("ledgerline_ledger_writer_relayed_total").increment(n as u64);
 }
 
+/// Outbox rows dropped without an announcement, by reason (`not_in_ledger`, `unreadable`).
+pub fn outbox_dropped(reason: &'static str) {
+    counter!("ledgerline_ledger_writer_outbox_dropped_total", "reason" => reason).increment(1);
+}
+
 /// Outbox rows waiting to be published (sampled every 10 s by the relay).
 pub fn outbox_unsent(n: i64) {
     gauge!("ledgerline_ledger_writer_outbox_unsent").set(n as f64);

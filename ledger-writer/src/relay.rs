@@ -4,7 +4,7 @@
 //! ```text
 //! round (one database transaction):
 //!   pg_try_advisory_xact_lock(relay)        -- one relay at a time keeps per-account order
-//!   SELECT rows ORDER BY id LIMIT n
+//!   SELECT rows ORDER BY id LIMIT n, each joined to its ledger row (the event's fields)
 //!   produce all, wait for every ack (retry the failed ones)
 //!   status read model: POSTED / DECLINED with balance after (HSETNX, so a repeat is harmless)
 //!   DELETE those rows
@@ -17,10 +17,12 @@
 //!
 //! The rows are not locked (`FOR UPDATE`): writers only insert, and the advisory lock already
 //! makes this relay the only one that reads or deletes them, so a row lock would be one more
-//! write per row for nothing.
+//! write per row for nothing. The one other deleter, a repair's quarantine, takes the same lock
+//! ([`RELAY_LOCK_KEY`]), so it never removes a ledger row between this round's read and send.
 
 use crate::config::RelaySettings;
 use crate::metrics;
+use crate::outbox::{self, Waiting};
 use crate::plan::Restated;
 use ledgerline_contracts::events::{self, Event, PostingResult, TransactionPosted};
 use ledgerline_contracts::money::format_minor;
@@ -29,30 +31,22 @@ use ledgerline_runtime::health::Readiness;
 use ledgerline_runtime::kafka::{produce_all, Outgoing};
 use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::status::{State, StatusStore, StatusUpdate};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The advisory lock key that makes the relay a singleton across writer processes.
-const RELAY_LOCK_KEY: i64 = 0x4c65_6467_6572_5231; // "LedgerR1"
+/// The advisory lock key that makes the relay a singleton across writer processes (and that a
+/// quarantine takes too).
+pub const RELAY_LOCK_KEY: i64 = 0x4c65_6467_6572_5231; // "LedgerR1"
 
 /// How often the relay samples the rows waiting in the outbox (a `count(*)`, so not per round).
 const WAITING_SAMPLE_INTERVAL_S: u64 = 10;
 
 /// Readiness flag of the status store.
 pub const REDIS: &str = "redis";
-
-/// One outbox row, waiting to be sent.
-#[derive(Debug)]
-struct Row_ {
-    id: i64,
-    key: String,
-    correlation_id: String,
-    payload: Vec<u8>,
-}
 
 /// Publishes the outbox.
 pub struct Relay {
@@ -130,62 +124,50 @@ impl Relay {
         if !locked {
             return Ok(Ok(0));
         }
-        let rows: Vec<Row_> = sqlx::query(
-            "SELECT id, message_key, correlation_id, payload FROM outbox ORDER BY id LIMIT $1",
-        )
-        .bind(self.settings.batch_size_max)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| {
-            Ok(Row_ {
-                id: r.try_get("id")?,
-                key: r.try_get("message_key")?,
-                correlation_id: r.try_get("correlation_id")?,
-                payload: r.try_get("payload")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        if rows.is_empty() {
+        let waiting = outbox::waiting(&mut tx, self.settings.batch_size_max).await?;
+        if waiting.is_empty() {
             return Ok(Ok(0));
         }
+        let events = sendable(&waiting);
         let selected = Instant::now();
         metrics::relay_phase("select", selected - started);
-        if let Err(interrupted) = self.publish(&rows, shutdown).await {
+        if let Err(interrupted) = self.publish(&events, shutdown).await {
             return Ok(Err(interrupted));
         }
         let produced = Instant::now();
         metrics::relay_phase("produce", produced - selected);
-        if let Err(interrupted) = self.record_status(&rows, shutdown).await {
+        if let Err(interrupted) = self.record_status(&events, shutdown).await {
             return Ok(Err(interrupted));
         }
         let recorded = Instant::now();
         metrics::relay_phase("status", recorded - produced);
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = waiting.iter().map(|w| w.id).collect();
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1::int8[])")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         metrics::relay_phase("delete", recorded.elapsed());
-        metrics::relayed(rows.len());
-        Ok(Ok(rows.len()))
+        metrics::relayed(events.len());
+        Ok(Ok(waiting.len()))
     }
 
-    /// Produces every row and waits for all acknowledgements; re-sends only what failed.
+    /// Produces every event and waits for all acknowledgements; re-sends only what failed.
     async fn publish(
         &self,
-        rows: &[Row_],
+        events: &[&TransactionPosted],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let messages: Vec<Outgoing<'_>> = rows
+        let payloads: Vec<Vec<u8>> = events.iter().map(|e| events::encode(*e)).collect();
+        let messages: Vec<Outgoing<'_>> = events
             .iter()
-            .map(|r| Outgoing {
+            .zip(&payloads)
+            .map(|(e, payload)| Outgoing {
                 topic: &self.topic,
-                key: &r.key,
-                payload: &r.payload,
+                key: e.account_id.as_str(),
+                payload,
                 event_type: TransactionPosted::EVENT_TYPE,
-                correlation_id: &r.correlation_id,
+                correlation_id: &e.correlation_id,
             })
             .collect();
         produce_all(
@@ -207,14 +189,10 @@ impl Relay {
     /// POSTED / DECLINED (with the balance after) in the status read model.
     async fn record_status(
         &self,
-        rows: &[Row_],
+        events: &[&TransactionPosted],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let updates: Vec<StatusUpdate> = rows
-            .iter()
-            .filter_map(|r| events::decode::<TransactionPosted>(&r.payload).ok())
-            .map(|p| settled(&p))
-            .collect();
+        let updates: Vec<StatusUpdate> = events.iter().map(|e| settled(e)).collect();
         self.retrier
             .run("redis", REDIS, shutdown, || self.status.apply(&updates))
             .await
@@ -231,6 +209,34 @@ impl Relay {
             Err(error) => tracing::warn!(%error, "outbox count failed"),
         }
     }
+}
+
+/// The events of a round's rows, in their order. A row with none is reported here and deleted
+/// with the others (see [`outbox::Unsendable`]).
+fn sendable(waiting: &[Waiting]) -> Vec<&TransactionPosted> {
+    waiting
+        .iter()
+        .filter_map(|w| match &w.event {
+            Ok(event) => Some(event),
+            Err(why) => {
+                match why {
+                    outbox::Unsendable::NotInLedger => tracing::warn!(
+                        transaction_id = %w.transaction_id,
+                        "outbox row names a transaction the ledger no longer holds \
+                         (quarantined); dropped, its re-posting announces it"
+                    ),
+                    outbox::Unsendable::Unreadable(column) => tracing::error!(
+                        transaction_id = %w.transaction_id,
+                        %column,
+                        "ledger row holds a value no writer writes; not announced, dropped \
+                         from the outbox (the reconciler reports it)"
+                    ),
+                }
+                metrics::outbox_dropped(why.reason());
+                None
+            }
+        })
+        .collect()
 }
 
 /// The read-model update for a ledger result.

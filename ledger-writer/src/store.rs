@@ -17,7 +17,6 @@
 //! the retry it sees the first's rows and skips them.
 
 use crate::plan::{self, Accepted, BalanceKey, Plan, Recorded, Snapshot};
-use ledgerline_contracts::events;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -349,36 +348,20 @@ async fn update_balances(
 }
 
 async fn insert_outbox(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Result<(), sqlx::Error> {
-    let n = plan.transactions.len();
-    let mut event_id = Vec::with_capacity(n);
-    let mut transaction_id = Vec::with_capacity(n);
-    let mut key = Vec::with_capacity(n);
-    let mut correlation_id = Vec::with_capacity(n);
-    let mut payload = Vec::with_capacity(n);
-    for t in &plan.transactions {
-        event_id.push(*t.posted.event_id.as_uuid());
-        transaction_id.push(*t.posted.transaction_id.as_uuid());
-        key.push(t.posted.account_id.as_str());
-        correlation_id.push(t.posted.correlation_id.as_str());
-        payload.push(events::encode(&t.posted));
-    }
+    let transaction_id: Vec<Uuid> = plan
+        .transactions
+        .iter()
+        .map(|t| *t.posted.transaction_id.as_uuid())
+        .collect();
     // WITH ORDINALITY keeps the batch's offset order in the outbox ids, which is the order
-    // the relay publishes in.
+    // the relay publishes in. The row names the transaction; the relay reads the event from
+    // the ledger row written just above (migrations/0006_outbox_of_references.sql).
     sqlx::query(
-        "INSERT INTO outbox (event_id, transaction_id, message_key, correlation_id, payload)
-         SELECT e, t, k, c, p
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bytea[])
-              WITH ORDINALITY AS u (e, t, k, c, p, i)
-         ORDER BY i
-         -- A transaction moved to quarantine by a repair and re-posted keeps its event id,
-         -- and its first outbox row may still be here: that row announces the same event.
-         ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO outbox (transaction_id)
+         SELECT t FROM UNNEST($1::uuid[]) WITH ORDINALITY AS u (t, i)
+         ORDER BY i",
     )
-    .bind(&event_id)
     .bind(&transaction_id)
-    .bind(&key)
-    .bind(&correlation_id)
-    .bind(&payload)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -4,7 +4,7 @@ mod support;
 
 use ledger_writer::replay::ReplayFrom;
 use ledger_writer::Application;
-use ledgerline_contracts::events::{Decision, TxnType};
+use ledgerline_contracts::events::{self, Decision, PostingResult, TransactionPosted, TxnType};
 use ledgerline_contracts::topics::{self, headers};
 use ledgerline_testkit::TestEnv;
 use std::collections::{HashMap, HashSet};
@@ -90,6 +90,13 @@ async fn credits_and_debits_post_balanced_entries_and_an_overdraft_is_declined()
     for r in &relayed {
         assert_eq!(r.key.as_deref(), Some(b"acc-1".as_slice()));
         assert_eq!(r.header(headers::EVENT_TYPE), Some("TransactionPosted"));
+        // The event is the ledger row, field for field (the outbox row only names it).
+        let event: TransactionPosted = events::decode(r.payload.as_deref().unwrap()).unwrap();
+        assert_eq!(event, ledger_row_event(&env, &event).await);
+        assert_eq!(
+            r.header(headers::CORRELATION_ID),
+            Some(event.correlation_id.as_str())
+        );
     }
     let declined = relayed
         .iter()
@@ -193,6 +200,65 @@ async fn redelivered_and_replayed_decisions_post_nothing_twice() {
         );
     }
     assert_books_balance(&env).await;
+}
+
+#[tokio::test]
+async fn an_outbox_row_whose_transaction_left_the_ledger_is_dropped_and_the_rest_are_sent() {
+    let env = TestEnv::new().await.unwrap();
+    let decisions: Vec<_> = (0..4)
+        .map(|i| decided("m1", &format!("q{i}"), "acc-q", TxnType::Credit, 100))
+        .collect();
+    publish_all(&env, &decisions).await;
+    let mut quiet = settings(&env);
+    quiet.faults.relay_disabled = true;
+    let running = start(quiet).await;
+    wait_for_transactions(&env, 4).await;
+    running.stop().await;
+    // A repair of an earlier version moved a transaction aside and left its outbox row.
+    let gone = *decisions[1].transaction_id.as_uuid();
+    let mut tx = env.pg.begin().await.unwrap();
+    for sql in [
+        "SET LOCAL ledgerline.quarantine = 'on'",
+        "DELETE FROM postings WHERE transaction_id = $1",
+        "DELETE FROM ledger_transactions WHERE transaction_id = $1",
+    ] {
+        sqlx::query(sql).bind(gone).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(&env.pg)
+            .await
+            .unwrap(),
+        4
+    );
+
+    let running = start(settings(&env)).await;
+    wait_for_relay(&env).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", running.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let relayed = postings_topic(&env, 4, Duration::from_secs(5)).await;
+    running.stop().await;
+
+    let announced: Vec<String> = relayed
+        .iter()
+        .map(|r| r.json()["transaction_id"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = [0, 2, 3]
+        .iter()
+        .map(|&i| decisions[i].transaction_id.to_string())
+        .collect();
+    assert_eq!(announced, expected, "the others, in their order");
+    assert!(
+        metrics.contains(
+            "ledgerline_ledger_writer_outbox_dropped_total{reason=\"not_in_ledger\"} 1\n"
+        ),
+        "the drop is counted:\n{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -372,4 +438,46 @@ async fn the_schema_refuses_unbalanced_postings_and_edits_to_history() {
         .execute(&env.pg)
         .await;
     assert!(delete.is_err(), "transactions are append-only");
+}
+
+/// The event a transaction's ledger row announces, read straight from the row.
+async fn ledger_row_event(env: &TestEnv, e: &TransactionPosted) -> TransactionPosted {
+    let (event_id, request_id, result, reason_code, balance_after_minor, correlation_id, posted_at): (
+        uuid::Uuid,
+        uuid::Uuid,
+        String,
+        Option<String>,
+        Option<i64>,
+        String,
+        time::OffsetDateTime,
+    ) = sqlx::query_as(
+        "SELECT posted_event_id, request_id, result, reason_code, balance_after_minor,
+                correlation_id, posted_at
+         FROM ledger_transactions
+         WHERE transaction_id = $1 AND merchant_id = $2 AND account_id = $3 AND txn_type = $4
+           AND amount_minor = $5 AND currency = $6",
+    )
+    .bind(e.transaction_id.as_uuid())
+    .bind(e.merchant_id.as_str())
+    .bind(e.account_id.as_str())
+    .bind(e.txn_type.as_str())
+    .bind(e.amount_minor)
+    .bind(e.currency.code())
+    .fetch_one(&env.pg)
+    .await
+    .unwrap();
+    TransactionPosted {
+        event_id: ledgerline_contracts::ids::EventId::from_uuid(event_id),
+        request_id: ledgerline_contracts::ids::RequestId::from_uuid(request_id),
+        result: if result == "POSTED" {
+            PostingResult::Posted
+        } else {
+            PostingResult::Declined
+        },
+        reason_code,
+        balance_after_minor,
+        correlation_id,
+        posted_at,
+        ..e.clone()
+    }
 }

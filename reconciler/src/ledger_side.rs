@@ -270,8 +270,15 @@ pub async fn balance_drift(
         .collect())
 }
 
+/// How long a quarantine waits for the outbox relay's round to finish. The relay holds its lock
+/// while the broker acknowledges, so during a broker outage the wait would have no end: the
+/// repair fails instead (a lock timeout) and is finished by running it again.
+const RELAY_LOCK_WAIT_MS: u32 = 30_000;
+
 /// Moves these transactions' rows (transaction and postings) to `ledger_quarantine`, in one
-/// database transaction. Returns the accounts they touched, to rebuild.
+/// database transaction, and deletes their unsent outbox rows: those announce what the log
+/// contradicts, and the replay that re-posts a transaction writes a row of its own. Returns
+/// the accounts they touched, to rebuild.
 pub async fn quarantine(
     pool: &PgPool,
     run_id: i64,
@@ -279,6 +286,19 @@ pub async fn quarantine(
 ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET LOCAL ledgerline.quarantine = 'on'")
+        .execute(&mut *tx)
+        .await?;
+    // The relay reads an outbox row and its ledger row in one statement, then sends; under its
+    // lock, no row this deletes can be between that read and the send.
+    sqlx::query(&format!("SET LOCAL lock_timeout = {RELAY_LOCK_WAIT_MS}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ledger_writer::relay::RELAY_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM outbox WHERE transaction_id = ANY($1::uuid[])")
+        .bind(ids)
         .execute(&mut *tx)
         .await?;
     let touched: Vec<(String, String, String)> = sqlx::query_as(

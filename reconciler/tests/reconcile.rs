@@ -4,16 +4,19 @@
 
 mod support;
 
+use ledger_writer::replay::ReplayFrom;
 use ledgerline_contracts::events::TxnType;
 use ledgerline_contracts::topics::{self, headers};
 use ledgerline_testkit::TestEnv;
 use mongodb::bson::doc;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use reconciler::discrepancy::Kind;
+use reconciler::ledger_side;
 use reconciler::record::{self, RunLock};
 use reconciler::repair;
 use reconciler::run::reconcile;
 use std::collections::BTreeSet;
+use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -368,4 +371,119 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
         "{:#?}",
         report.discrepancies
     );
+}
+
+#[tokio::test]
+async fn a_quarantine_waits_for_the_relay_and_takes_the_unsent_announcement_with_the_row() {
+    let env = TestEnv::new().await.unwrap();
+    let p = producer(&env);
+    let sent: Vec<_> = (0..3)
+        .map(|i| decided(&format!("o{i}"), "acc-o", TxnType::Credit, 100 + i))
+        .collect();
+    for d in &sent {
+        publish(&env, &p, d).await;
+    }
+    // Posted, not yet announced: the relay is off.
+    let mut quiet = ledger_settings(&env);
+    quiet.faults.relay_disabled = true;
+    let ledger = start_ledger_with(quiet).await;
+    ledgerline_testkit::wait::until("ledger rows", Duration::from_secs(90), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transactions")
+            .fetch_one(&env.pg)
+            .await
+            .ok()?;
+        (n == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    ledger.stop().await;
+    let id = *sent[0].transaction_id.as_uuid();
+    // The row now contradicts the log; its waiting announcement would repeat the contradiction.
+    tamper(
+        &env,
+        &format!(
+            "UPDATE ledger_transactions SET amount_minor = amount_minor + 1000 \
+             WHERE transaction_id = '{id}'"
+        ),
+    )
+    .await;
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO reconciliation_runs (window_from, window_to, trigger) \
+         VALUES (now() - interval '1 hour', now(), 'test') RETURNING run_id",
+    )
+    .fetch_one(&env.pg)
+    .await
+    .unwrap();
+
+    // A relay round in progress holds its lock: the quarantine waits for it.
+    let mut round = env.pg.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ledger_writer::relay::RELAY_LOCK_KEY)
+        .execute(&mut *round)
+        .await
+        .unwrap();
+    let pool = env.pg.clone();
+    let quarantine =
+        tokio::spawn(async move { ledger_side::quarantine(&pool, run_id, &[id]).await });
+    ledgerline_testkit::wait::until("quarantine waiting", Duration::from_secs(30), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&env.pg)
+        .await
+        .ok()?;
+        (waiting == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&env, "SELECT count(*) FROM outbox").await, 3);
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_transactions").await,
+        3
+    );
+    round.commit().await.unwrap();
+    quarantine.await.unwrap().unwrap();
+
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT transaction_id FROM outbox ORDER BY id")
+        .fetch_all(&env.pg)
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            *sent[1].transaction_id.as_uuid(),
+            *sent[2].transaction_id.as_uuid()
+        ]
+    );
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM ledger_quarantine").await,
+        1
+    );
+
+    // The replay re-posts it from the log and announces that, once.
+    let report = ledger_writer::Application::build(ledger_settings(&env))
+        .await
+        .unwrap()
+        .replay(ReplayFrom::Offset(0), None, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((report.posted, report.already_recorded), (1, 2));
+    assert_eq!(count(&env, "SELECT count(*) FROM outbox").await, 0);
+    let announced = ledgerline_testkit::kafka::read_topic(
+        &env.kafka,
+        &env.topic(topics::POSTINGS),
+        4,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let of_it: Vec<serde_json::Value> = announced
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["transaction_id"] == id.to_string())
+        .collect();
+    assert_eq!(announced.len(), 3);
+    assert_eq!(of_it.len(), 1);
+    assert_eq!(of_it[0]["amount_minor"], 100, "the log's amount");
 }

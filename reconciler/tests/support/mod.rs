@@ -83,9 +83,11 @@ pub fn settings(env: &TestEnv) -> Settings {
 }
 
 pub async fn start_ledger(env: &TestEnv) -> Running {
-    let app = ledger_writer::Application::build(ledger_settings(env))
-        .await
-        .unwrap();
+    start_ledger_with(ledger_settings(env)).await
+}
+
+pub async fn start_ledger_with(settings: ledger_writer::Settings) -> Running {
+    let app = ledger_writer::Application::build(settings).await.unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move { app.run_until_stopped(token).await.unwrap() });

@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn a_column_no_writer_writes_is_named_rather_than_sent() {
-        let cases: [(fn(&mut LedgerColumns), &str); 5] = [
+        type Spoil = fn(&mut LedgerColumns);
+        let cases: [(Spoil, &str); 5] = [
             (|c| c.result = "MAYBE".into(), "result"),
             (|c| c.merchant_id = "m 1".into(), "merchant_id"),
             (|c| c.account_id = "~clearing/0".into(), "account_id"),

@@ -128,15 +128,15 @@ impl Relay {
         if waiting.is_empty() {
             return Ok(Ok(0));
         }
-        let events = sendable(&waiting);
+        let posted = sendable(&waiting);
         let selected = Instant::now();
         metrics::relay_phase("select", selected - started);
-        if let Err(interrupted) = self.publish(&events, shutdown).await {
+        if let Err(interrupted) = self.publish(&posted, shutdown).await {
             return Ok(Err(interrupted));
         }
         let produced = Instant::now();
         metrics::relay_phase("produce", produced - selected);
-        if let Err(interrupted) = self.record_status(&events, shutdown).await {
+        if let Err(interrupted) = self.record_status(&posted, shutdown).await {
             return Ok(Err(interrupted));
         }
         let recorded = Instant::now();
@@ -148,18 +148,18 @@ impl Relay {
             .await?;
         tx.commit().await?;
         metrics::relay_phase("delete", recorded.elapsed());
-        metrics::relayed(events.len());
+        metrics::relayed(posted.len());
         Ok(Ok(waiting.len()))
     }
 
     /// Produces every event and waits for all acknowledgements; re-sends only what failed.
     async fn publish(
         &self,
-        events: &[&TransactionPosted],
+        posted: &[&TransactionPosted],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let payloads: Vec<Vec<u8>> = events.iter().map(|e| events::encode(*e)).collect();
-        let messages: Vec<Outgoing<'_>> = events
+        let payloads: Vec<Vec<u8>> = posted.iter().map(|e| events::encode(*e)).collect();
+        let messages: Vec<Outgoing<'_>> = posted
             .iter()
             .zip(&payloads)
             .map(|(e, payload)| Outgoing {
@@ -189,10 +189,10 @@ impl Relay {
     /// POSTED / DECLINED (with the balance after) in the status read model.
     async fn record_status(
         &self,
-        events: &[&TransactionPosted],
+        posted: &[&TransactionPosted],
         shutdown: &CancellationToken,
     ) -> Result<(), Interrupted> {
-        let updates: Vec<StatusUpdate> = events.iter().map(|e| settled(e)).collect();
+        let updates: Vec<StatusUpdate> = posted.iter().map(|e| settled(e)).collect();
         self.retrier
             .run("redis", REDIS, shutdown, || self.status.apply(&updates))
             .await

@@ -24,9 +24,9 @@ pub(crate) struct Waiting {
     pub event: Result<TransactionPosted, Unsendable>,
 }
 
-/// Why a waiting row cannot be announced. Either way the row is dropped: the outbox announces
-/// what the ledger holds, and the reconciler reports a recorded transaction that was never
-/// announced (`STUCK_IN_FLIGHT`).
+/// Why a waiting row cannot be announced. Either way the row is dropped (the outbox announces
+/// what the ledger holds) and the reconciler reports the transaction: as missing from the
+/// ledger until a replay re-posts it, or as recorded and never announced (`STUCK_IN_FLIGHT`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unsendable {
     /// The ledger holds no such transaction: a repair moved it to quarantine before the row

@@ -9,7 +9,7 @@ use ledgerline_contracts::events::{PostingResult, TransactionPosted, TxnType, SC
 use ledgerline_contracts::ids::{AccountId, EventId, MerchantId, RequestId, TransactionId};
 use ledgerline_contracts::Currency;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{FromRow, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -47,8 +47,9 @@ impl Unsendable {
     }
 }
 
-/// The columns of `ledger_transactions` an event is built from, as PostgreSQL returns them.
-#[derive(Debug, Clone)]
+/// The columns of `ledger_transactions` an event is built from, as PostgreSQL returns them
+/// (read by name from the joined row).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct LedgerColumns {
     pub posted_event_id: Uuid,
     pub request_id: Uuid,
@@ -91,23 +92,9 @@ pub(crate) async fn waiting(
 
 fn waiting_of(row: &PgRow) -> Result<Waiting, sqlx::Error> {
     let transaction_id: Uuid = row.try_get("transaction_id")?;
+    // The ledger's columns are NULL when it has no row for the transaction.
     let event = if row.try_get("in_ledger")? {
-        let columns = LedgerColumns {
-            posted_event_id: row.try_get("posted_event_id")?,
-            request_id: row.try_get("request_id")?,
-            transaction_id,
-            merchant_id: row.try_get("merchant_id")?,
-            account_id: row.try_get("account_id")?,
-            txn_type: row.try_get("txn_type")?,
-            amount_minor: row.try_get("amount_minor")?,
-            currency: row.try_get("currency")?,
-            result: row.try_get("result")?,
-            reason_code: row.try_get("reason_code")?,
-            balance_after_minor: row.try_get("balance_after_minor")?,
-            correlation_id: row.try_get("correlation_id")?,
-            posted_at: row.try_get("posted_at")?,
-        };
-        event_of(columns).map_err(Unsendable::Unreadable)
+        event_of(LedgerColumns::from_row(row)?).map_err(Unsendable::Unreadable)
     } else {
         Err(Unsendable::NotInLedger)
     };

@@ -216,15 +216,9 @@ async fn an_outbox_row_whose_transaction_left_the_ledger_is_dropped_and_the_rest
     running.stop().await;
     // A repair of an earlier version moved a transaction aside and left its outbox row.
     let gone = *decisions[1].transaction_id.as_uuid();
-    let mut tx = env.pg.begin().await.unwrap();
-    for sql in [
-        "SET LOCAL ledgerline.quarantine = 'on'",
-        "DELETE FROM postings WHERE transaction_id = $1",
-        "DELETE FROM ledger_transactions WHERE transaction_id = $1",
-    ] {
-        sqlx::query(sql).bind(gone).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    quarantine(&env.pg, gone, &["postings", "ledger_transactions"])
+        .await
+        .unwrap();
     assert_eq!(
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
             .fetch_one(&env.pg)

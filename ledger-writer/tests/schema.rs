@@ -1,8 +1,11 @@
 //! What the ledger's schema refuses by itself, whatever writes to it (real PostgreSQL, rows
 //! written by hand so each case isolates one rule; the writer's own path is in `ledger.rs`).
 
+mod support;
+
 use ledgerline_testkit::TestEnv;
 use sqlx::PgPool;
+use support::quarantine;
 use uuid::Uuid;
 
 const FOREIGN_KEY_VIOLATION: &str = "23503";
@@ -171,22 +174,6 @@ async fn legs_that_do_not_sum_to_zero_are_refused() {
         ..Legs::credit(10)
     };
     assert_eq!(unbalanced.refused(&env.pg, credit).await, CHECK_VIOLATION);
-}
-
-/// Deletes `id` from each of `tables` in order, in one database transaction that says it is
-/// a quarantine (the only deletes the ledger allows: migrations/0003).
-async fn quarantine(pool: &PgPool, id: Uuid, tables: &[&str]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL ledgerline.quarantine = 'on'")
-        .execute(&mut *tx)
-        .await?;
-    for table in tables {
-        sqlx::query(&format!("DELETE FROM {table} WHERE transaction_id = $1"))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await
 }
 
 #[tokio::test]

@@ -299,3 +299,23 @@ pub async fn assert_matches_model(env: &TestEnv, decisions: &[TransactionDecided
     }
     assert_books_balance(env).await;
 }
+
+/// Deletes `id` from each of `tables` in order, in one database transaction that says it is
+/// a quarantine (the only deletes the ledger allows: migrations/0003).
+pub async fn quarantine(
+    pool: &sqlx::PgPool,
+    id: uuid::Uuid,
+    tables: &[&str],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL ledgerline.quarantine = 'on'")
+        .execute(&mut *tx)
+        .await?;
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM {table} WHERE transaction_id = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}

@@ -204,6 +204,7 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), String> {
         self.kafka.validate()?;
         self.redis.validate()?;
+        self.status.validate()?;
         self.postgres.validate()?;
         self.mongo.validate()?;
         ensure(
@@ -279,6 +280,16 @@ impl Validate for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_retention_of_zero_is_refused() {
+        let mut s = Settings::default();
+        s.status.retention_hours = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("status.retention_hours"));
+    }
 
     fn merchant(id: &str, secret: &str) -> MerchantSettings {
         MerchantSettings {

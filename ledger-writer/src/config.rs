@@ -113,6 +113,7 @@ impl Validate for Settings {
         self.kafka.validate()?;
         self.postgres.validate()?;
         self.redis.validate()?;
+        self.status.validate()?;
         self.batch.validate("batch")?;
         self.backoff.validate("backoff")?;
         ensure(!self.group_id.is_empty(), "group_id", "must not be empty")?;
@@ -142,6 +143,16 @@ impl Validate for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_retention_of_zero_is_refused() {
+        let mut s = Settings::default();
+        s.status.retention_hours = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("status.retention_hours"));
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -122,6 +122,7 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), String> {
         self.kafka.validate()?;
         self.redis.validate()?;
+        self.status.validate()?;
         self.batch.validate("batch")?;
         self.backoff.validate("backoff")?;
         ensure(!self.group_id.is_empty(), "group_id", "must not be empty")?;
@@ -159,6 +160,16 @@ impl Validate for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_retention_of_zero_is_refused() {
+        let mut s = Settings::default();
+        s.status.retention_hours = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("status.retention_hours"));
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -155,6 +155,7 @@ impl Validate for Settings {
         self.postgres.validate()?;
         self.mongo.validate()?;
         self.redis.validate()?;
+        self.status.validate()?;
         self.backoff.validate("backoff")?;
         self.reconcile.read_batch.validate("reconcile.read_batch")?;
         let r = &self.reconcile;
@@ -243,6 +244,16 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_retention_of_zero_is_refused() {
+        let mut s = Settings::default();
+        s.status.retention_hours = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .starts_with("status.retention_hours"));
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -7,6 +7,7 @@
 //! rewrites a timestamp, and writers in different services never need to coordinate. The hash
 //! expires after the retention; each write extends it.
 
+use crate::settings::ensure;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -173,6 +174,30 @@ impl Default for StatusSettings {
             retention_hours: 72,
             attempts_max: 32,
         }
+    }
+}
+
+impl StatusSettings {
+    /// Most hours a status may be kept: the read model holds recent state, and PostgreSQL is
+    /// the durable record of everything that settled.
+    pub const RETENTION_HOURS_MAX: u64 = 8_760;
+    /// Most attempts per transaction: each is a field of the transaction's hash and part of
+    /// every status answer.
+    pub const ATTEMPTS_MAX_MAX: u32 = 1_000;
+
+    /// Checks the ranges. A retention of 0 would expire a status as it is written, so a client
+    /// polling right after its 202 would get a 404.
+    pub fn validate(&self) -> Result<(), String> {
+        ensure(
+            (1..=Self::RETENTION_HOURS_MAX).contains(&self.retention_hours),
+            "status.retention_hours",
+            "must be in 1..=8760",
+        )?;
+        ensure(
+            (1..=Self::ATTEMPTS_MAX_MAX).contains(&self.attempts_max),
+            "status.attempts_max",
+            "must be in 1..=1000",
+        )
     }
 }
 
@@ -505,6 +530,31 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn status_settings_refuse_a_zero_retention_and_a_zero_or_huge_attempt_cap() {
+        assert!(StatusSettings::default().validate().is_ok());
+        let zero_retention = StatusSettings {
+            retention_hours: 0,
+            ..Default::default()
+        };
+        assert!(zero_retention
+            .validate()
+            .unwrap_err()
+            .starts_with("status.retention_hours"));
+        for attempts_max in [0, StatusSettings::ATTEMPTS_MAX_MAX + 1] {
+            let s = StatusSettings {
+                attempts_max,
+                ..Default::default()
+            };
+            assert!(s.validate().unwrap_err().starts_with("status.attempts_max"));
+        }
+        let longest = StatusSettings {
+            retention_hours: StatusSettings::RETENTION_HOURS_MAX,
+            attempts_max: StatusSettings::ATTEMPTS_MAX_MAX,
+        };
+        assert!(longest.validate().is_ok());
     }
 
     #[test]

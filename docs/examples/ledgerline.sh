@@ -76,9 +76,10 @@ submit() {
         "$account" "$amount" "$currency" "$type")
     while true; do
         request POST /v1/transactions "$body" "$key"
-        # 000: no answer (the request may or may not have landed); 429: rate limited;
-        # 503: not durable in time. All three are safe to retry with the same key and body.
-        if [[ $status == 000 || $status == 429 || $status == 503 ]] && ((attempt < attempts_max)); then
+        # 000: no answer (the request may or may not have landed); 408: the body arrived too
+        # slowly; 429: rate limited; 500: unexpected server error; 503: not durable in time.
+        # All are safe to retry with the same key and body.
+        if [[ $status =~ ^(000|408|429|500|503)$ ]] && ((attempt < attempts_max)); then
             sleep "${retry_after:-$attempt}"
             attempt=$((attempt + 1))
             continue

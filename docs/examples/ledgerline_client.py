@@ -25,8 +25,10 @@ import urllib.request
 import uuid
 
 FINAL_STATES = {"POSTED", "DECLINED", "REJECTED", "FAILED"}
-# Answers after which the same request may be sent again, unchanged but re-signed.
-RETRYABLE_STATUSES = {429, 503}
+# Answers after which the same request may be sent again, unchanged but re-signed
+# (docs/integrating.md, "When to retry"): the body arrived too slowly, rate limited, an
+# unexpected server error, not durable in time.
+RETRYABLE_STATUSES = {408, 429, 500, 503}
 
 
 def canonical_string(method, path_and_query, timestamp, idempotency_key, body):

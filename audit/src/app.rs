@@ -7,8 +7,8 @@ use crate::verify::{self, Scope, VerifyReport};
 use crate::writer::{Writer, KAFKA, MONGO};
 use ledgerline_runtime::admin::{AdminServer, AdminState};
 use ledgerline_runtime::backoff::Retrier;
-use ledgerline_runtime::consume::spawn_lag_reporter;
-use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::consume::{spawn_broker_check, spawn_lag_reporter};
+use ledgerline_runtime::health::{Readiness, KAFKA_BROKER};
 use ledgerline_runtime::telemetry;
 use rdkafka::consumer::Consumer;
 use std::net::SocketAddr;
@@ -53,7 +53,7 @@ impl Application {
                 .ensure_topics(&settings.kafka.pipeline_topics())
                 .await?;
         }
-        let readiness = Readiness::new(&[KAFKA, MONGO]);
+        let readiness = Readiness::new(&[KAFKA, KAFKA_BROKER, MONGO]);
         let admin = AdminServer::bind(
             settings.admin_addr,
             AdminState {
@@ -106,6 +106,12 @@ async fn consume(
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     readiness.set(KAFKA, true);
+    spawn_broker_check(
+        consumer.clone(),
+        settings.kafka.topic(ledgerline_contracts::topics::REQUESTS),
+        readiness.clone(),
+        shutdown.child_token(),
+    );
     spawn_lag_reporter(consumer.clone(), "audit", shutdown.child_token());
     tracing::info!(group = %settings.group_id, ?topics, "audit consuming");
     let mut writer = Writer::new(settings, store, producer, retrier);

@@ -228,3 +228,40 @@ async fn a_mongodb_outage_pauses_the_audit_and_loses_nothing() {
     assert_eq!(count(&direct, doc! {}).await, first + second);
     assert_complete_and_intact(&direct).await;
 }
+
+// An idle consumer hears nothing of a lost broker (librdkafka reconnects quietly): the
+// `kafka_broker` check is what turns `/readyz` red, and green again once the broker returns.
+#[tokio::test]
+async fn a_broker_outage_turns_readiness_off_and_its_return_turns_it_back_on() {
+    let mut broker = ledgerline_testkit::broker::OwnedBroker::start()
+        .await
+        .unwrap();
+    let env = TestEnv::new().await.unwrap();
+    let mut s = settings(&env);
+    s.kafka.brokers = broker.address();
+    s.kafka.create_topics = true;
+    let running = start(s).await;
+    let readiness = |want: u16| async move {
+        ledgerline_testkit::wait::until("readiness", WAIT, || async {
+            let (status, body) = admin_get(running.admin, "/readyz").await;
+            (status == want).then_some(body)
+        })
+        .await
+        .unwrap()
+    };
+    let before = readiness(200).await;
+    assert!(before.contains(r#""kafka_broker":true"#), "{before}");
+
+    broker.kill();
+    let during = readiness(503).await;
+    assert!(during.contains(r#""kafka_broker":false"#), "{during}");
+    assert!(
+        during.contains(r#""mongo":true"#),
+        "only the broker's check fails: {during}"
+    );
+
+    broker.restart().await.unwrap();
+    let after = readiness(200).await;
+    assert!(after.contains(r#""kafka_broker":true"#), "{after}");
+    running.stop().await;
+}

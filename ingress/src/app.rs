@@ -9,7 +9,7 @@ use crate::rate_limit::RateLimiter;
 use crate::server;
 use ledgerline_contracts::topics;
 use ledgerline_runtime::admin::AdminState;
-use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::health::{spawn_broker_probe, Readiness, PROBE_TIMEOUT};
 use ledgerline_runtime::status::StatusStore;
 use ledgerline_runtime::telemetry;
 use rdkafka::producer::Producer;
@@ -131,7 +131,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) {
         let background = shutdown.child_token();
         tokio::spawn(connect_status_store(self.state.clone(), background.clone()));
-        tokio::spawn(probe_kafka(self.state.clone(), background.clone()));
+        probe_kafka(&self.state, background.clone());
         tracing::info!(addr = %self.local_addr(), "ingress listening");
         server::serve(self.listener, self.state.clone(), shutdown).await;
         background.cancel();
@@ -169,27 +169,21 @@ async fn connect_status_store(state: Arc<AppState>, stop: CancellationToken) {
 }
 
 /// Keeps the `kafka` readiness flag true while the broker answers metadata requests.
-async fn probe_kafka(state: Arc<AppState>, stop: CancellationToken) {
+fn probe_kafka(state: &AppState, stop: CancellationToken) {
     let Some(producer) = state.publisher.producer().cloned() else {
         state.admin.readiness.set(KAFKA, true);
         return;
     };
     let topic = state.settings.kafka.topic(topics::REQUESTS);
-    loop {
-        let producer = producer.clone();
-        let topic = topic.clone();
-        let ok = tokio::task::spawn_blocking(move || {
+    spawn_broker_probe(
+        move || {
             producer
                 .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
                 .is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        state.admin.readiness.set(KAFKA, ok);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })) => {}
-        }
-    }
+        },
+        state.admin.readiness.clone(),
+        KAFKA,
+        stop,
+    );
 }

@@ -8,8 +8,8 @@ use crate::writer::{BatchReport, Writer, KAFKA, POSTGRES};
 use ledgerline_contracts::topics;
 use ledgerline_runtime::admin::{AdminServer, AdminState};
 use ledgerline_runtime::backoff::{Interrupted, Retrier};
-use ledgerline_runtime::consume::spawn_lag_reporter;
-use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::consume::{spawn_broker_check, spawn_lag_reporter};
+use ledgerline_runtime::health::{Readiness, KAFKA_BROKER};
 use ledgerline_runtime::kafka::DeadLetterer;
 use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::ranges::OffsetRange;
@@ -67,7 +67,7 @@ impl Application {
                 .ensure_topics(&settings.kafka.pipeline_topics())
                 .await?;
         }
-        let readiness = Readiness::new(&[KAFKA, POSTGRES, relay::REDIS]);
+        let readiness = Readiness::new(&[KAFKA, KAFKA_BROKER, POSTGRES, relay::REDIS]);
         let admin = AdminServer::bind(
             settings.admin_addr,
             AdminState {
@@ -105,6 +105,12 @@ impl Application {
         );
         consumer.subscribe(&[&settings.kafka.topic(topics::OUTCOMES)])?;
         self.readiness.set(KAFKA, true);
+        spawn_broker_check(
+            consumer.clone(),
+            settings.kafka.topic(topics::OUTCOMES),
+            self.readiness.clone(),
+            shutdown.child_token(),
+        );
         spawn_lag_reporter(consumer.clone(), "ledger_writer", shutdown.child_token());
 
         let (relay_stop, relay_task) = spawn_relay(&settings, parts.relay);

@@ -7,8 +7,8 @@ use crate::rules::Rules;
 use ledgerline_contracts::topics;
 use ledgerline_runtime::admin::{AdminServer, AdminState};
 use ledgerline_runtime::backoff::{Backoff, Retrier};
-use ledgerline_runtime::consume::spawn_lag_reporter;
-use ledgerline_runtime::health::Readiness;
+use ledgerline_runtime::consume::{spawn_broker_check, spawn_lag_reporter};
+use ledgerline_runtime::health::{Readiness, KAFKA_BROKER};
 use ledgerline_runtime::kafka::DeadLetterer;
 use ledgerline_runtime::partitions::PacedProducer;
 use ledgerline_runtime::status::StatusStore;
@@ -50,7 +50,7 @@ impl Application {
                 .ensure_topics(&settings.kafka.pipeline_topics())
                 .await?;
         }
-        let readiness = Readiness::new(&[KAFKA, REDIS]);
+        let readiness = Readiness::new(&[KAFKA, KAFKA_BROKER, REDIS]);
         let admin = AdminServer::bind(
             settings.admin_addr,
             AdminState {
@@ -94,6 +94,12 @@ impl Application {
         consumer.subscribe(&[&settings.kafka.topic(topics::REQUESTS)])?;
         readiness.set(KAFKA, true);
         let producer = settings.kafka.producer("ledgerline-processor")?;
+        spawn_broker_check(
+            consumer.clone(),
+            settings.kafka.topic(topics::REQUESTS),
+            readiness.clone(),
+            shutdown.child_token(),
+        );
         spawn_lag_reporter(consumer.clone(), "processor", shutdown.child_token());
 
         let retrier = Retrier::new(

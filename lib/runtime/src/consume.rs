@@ -1,6 +1,7 @@
 //! The consumer side shared by every stage: bounded batches, commits only after the store has
-//! the batch, monotonic offsets, and lag metrics.
+//! the batch, monotonic offsets, lag metrics and the broker's readiness check.
 
+use crate::health::{spawn_broker_probe, Readiness, KAFKA_BROKER, PROBE_TIMEOUT};
 use crate::settings::ensure;
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -161,6 +162,22 @@ impl Committer {
         self.committed.extend(next);
         Ok(())
     }
+}
+
+/// Keeps the `kafka_broker` readiness check true while the broker answers the consumer's
+/// metadata requests for `topic` (a topic it subscribes to).
+pub fn spawn_broker_check(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    spawn_broker_probe(
+        move || consumer.fetch_metadata(Some(&topic), PROBE_TIMEOUT).is_ok(),
+        readiness,
+        KAFKA_BROKER,
+        stop,
+    );
 }
 
 /// Every 10 s, publishes `ledgerline_<service>_consumer_lag_messages{topic,partition}` for the

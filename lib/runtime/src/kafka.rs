@@ -56,7 +56,8 @@ pub struct KafkaSettings {
     pub heartbeat_interval_ms: u64,
     /// Consumer: most time between polls before the member is considered stuck.
     pub max_poll_interval_ms: u64,
-    /// Consumer: most kilobytes prefetched per partition queue (`queued.max.messages.kbytes`).
+    /// Consumer: most kilobytes prefetched in the consumer's one queue, whatever the number of
+    /// partitions (`queued.max.messages.kbytes`; the high-level consumer has a single queue).
     pub consumer_queue_kbytes_max: u32,
     /// Consumer: most kilobytes one fetch returns per partition (`max.partition.fetch.bytes`).
     /// Larger fetches mean fewer reads of a backlog; a broker whose fetch cost grows with the

@@ -281,16 +281,6 @@ impl Validate for Settings {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_status_retention_of_zero_is_refused() {
-        let mut s = Settings::default();
-        s.status.retention_hours = 0;
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .starts_with("status.retention_hours"));
-    }
-
     fn merchant(id: &str, secret: &str) -> MerchantSettings {
         MerchantSettings {
             id: id.into(),

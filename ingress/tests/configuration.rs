@@ -2,8 +2,8 @@
 //! default the service really has. (Each service's unit tests check that every one of its
 //! settings is listed; this checks the values, for every service.)
 
-use ledgerline_runtime::settings::env_vars;
-use serde::Serialize;
+use ledgerline_runtime::settings::{env_vars, load_from, Validate};
+use serde::{de::DeserializeOwned, Serialize};
 
 const DOC: &str = include_str!("../../docs/configuration.md");
 
@@ -116,6 +116,37 @@ fn every_default_in_configuration_md_is_the_real_default_of_each_service() {
     all.extend(mismatches::<audit::Settings>("audit"));
     all.extend(mismatches::<reconciler::Settings>("reconciler"));
     assert!(all.is_empty(), "docs/configuration.md is wrong: {all:#?}");
+}
+
+/// What loading `T` from `LEDGERLINE_STATUS__RETENTION_HOURS=0` says, through the loader the
+/// binaries use.
+// figment's test jail returns its own (large) error type; boxing it is not ours to change.
+#[allow(clippy::result_large_err)]
+fn zero_status_retention<T: Serialize + DeserializeOwned + Default + Validate>() -> String {
+    let mut refusal = String::new();
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("LEDGERLINE_STATUS__RETENTION_HOURS", "0");
+        let env = figment::providers::Env::prefixed("LEDGERLINE_").split("__");
+        refusal = match load_from::<T>(None, env) {
+            Ok(_) => "loaded".into(),
+            Err(e) => e.to_string(),
+        };
+        Ok(())
+    });
+    refusal
+}
+
+#[test]
+fn every_service_that_reads_the_status_section_refuses_a_retention_of_zero() {
+    for refusal in [
+        zero_status_retention::<ingress::Settings>(),
+        zero_status_retention::<processor::Settings>(),
+        zero_status_retention::<ledger_writer::Settings>(),
+        zero_status_retention::<reconciler::Settings>(),
+    ] {
+        assert!(refusal.contains("status.retention_hours"), "{refusal}");
+    }
 }
 
 #[test]

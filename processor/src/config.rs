@@ -162,16 +162,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_status_retention_of_zero_is_refused() {
-        let mut s = Settings::default();
-        s.status.retention_hours = 0;
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .starts_with("status.retention_hours"));
-    }
-
-    #[test]
     fn defaults_are_valid() {
         assert_eq!(Settings::default().validate(), Ok(()));
     }

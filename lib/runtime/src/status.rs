@@ -191,12 +191,12 @@ impl StatusSettings {
         ensure(
             (1..=Self::RETENTION_HOURS_MAX).contains(&self.retention_hours),
             "status.retention_hours",
-            "must be in 1..=8760",
+            &format!("must be in 1..={}", Self::RETENTION_HOURS_MAX),
         )?;
         ensure(
             (1..=Self::ATTEMPTS_MAX_MAX).contains(&self.attempts_max),
             "status.attempts_max",
-            "must be in 1..=1000",
+            &format!("must be in 1..={}", Self::ATTEMPTS_MAX_MAX),
         )
     }
 }
@@ -259,7 +259,8 @@ impl StatusStore {
             prefix: key_prefix.to_string(),
             retention_secs: i64::try_from(settings.retention_hours.saturating_mul(3600))
                 .unwrap_or(i64::MAX),
-            attempts_max: settings.attempts_max.max(1),
+            // In 1..=ATTEMPTS_MAX_MAX: the services validate their settings at start-up.
+            attempts_max: settings.attempts_max,
             attempts_script: redis::Script::new(ATTEMPTS_SCRIPT),
         }
     }

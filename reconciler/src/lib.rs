@@ -13,6 +13,7 @@
 //! - [`discrepancy`]: the kinds of drift and their remedies.
 //! - [`repair`]: the plan (pure) and its rate-limited application, then the re-check.
 //! - [`dlq`]: listing and redriving dead letters.
+//! - [`dead_letters`]: a run's findings for them, one per dead-lettered source message.
 //! - [`daemon`]: scheduled runs over a trailing window, with `/metrics`, `/healthz`, `/readyz`.
 //! - [`record`]: runs, discrepancies, repairs and redrives in PostgreSQL.
 //! - [`metrics`]: metric names, in one place.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod dead_letters;
 pub mod digest;
 pub mod discrepancy;
 pub mod dlq;

@@ -20,6 +20,7 @@
 
 use crate::app::Context;
 use crate::audit_side;
+use crate::dead_letters::{self, DlqPosition};
 use crate::digest::{differing, spans, Bucket, Digests, Span};
 use crate::discrepancy::{count_by_kind, Discrepancy, Kind};
 use crate::drill::{compare_audit, compare_ledger, source_offset, Clock, DecisionView};
@@ -249,7 +250,7 @@ async fn compare(
     let checks_started = Instant::now();
     found.extend(invariants(ctx, &ledger_ranges).await?);
     found.extend(stuck_requests(ctx, &view, clock));
-    found.extend(dead_letters(ctx, &view).await?);
+    found.extend(dead_letter_findings(ctx, &view).await?);
 
     let counts = json!({
         "log_messages": view.messages,
@@ -490,31 +491,10 @@ fn stuck_requests(ctx: &Context, view: &LogView, clock: Clock) -> Vec<Discrepanc
     out
 }
 
-async fn dead_letters(ctx: &Context, view: &LogView) -> Result<Vec<Discrepancy>, RunError> {
+async fn dead_letter_findings(ctx: &Context, view: &LogView) -> Result<Vec<Discrepancy>, RunError> {
     if view.dead_letters.is_empty() {
         return Ok(Vec::new());
     }
-    let redriven: HashSet<(String, i32, i64)> =
-        record::redriven(&ctx.pool).await?.into_iter().collect();
-    Ok(view
-        .dead_letters
-        .iter()
-        .filter(|d| !redriven.contains(&(d.topic.clone(), d.partition, d.offset)))
-        .map(|d| Discrepancy {
-            kind: Kind::DeadLettered,
-            transaction_id: None,
-            topic: d.topic.clone(),
-            partition: d.partition,
-            offset: d.offset,
-            expected: None,
-            found: serde_json::to_value(d).ok(),
-            detail: format!(
-                "dead-lettered ({}) from {}:{}:{}; fix the cause, then `reconciler dlq redrive`",
-                d.reason.as_deref().unwrap_or("no reason"),
-                d.source_topic.as_deref().unwrap_or("?"),
-                d.source_partition.map_or("?".into(), |p| p.to_string()),
-                d.source_offset.map_or("?".into(), |o| o.to_string()),
-            ),
-        })
-        .collect())
+    let redriven: HashSet<DlqPosition> = record::redriven(&ctx.pool).await?.into_iter().collect();
+    Ok(dead_letters::findings(&view.dead_letters, &redriven))
 }

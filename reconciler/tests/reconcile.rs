@@ -373,6 +373,92 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_one_dead_letter_are_one_finding_until_either_is_redriven() {
+    let env = TestEnv::new().await.unwrap();
+    let started = ledgerline_runtime::time::now();
+    let p = producer(&env);
+    // The same poison from txn.outcomes 0:41 dead-lettered twice (a stage that crashed after
+    // the DLQ took it, or an audit rebuilt from the start), and another message once.
+    let dlq_topic = env.kafka.dlq(topics::OUTCOMES);
+    let source = env.topic(topics::OUTCOMES);
+    let mut copies = Vec::new();
+    for _ in 0..2 {
+        copies.push(
+            send(
+                &p,
+                &dlq_topic,
+                "acc-0",
+                b"not an event",
+                dlq_headers(&source, 41),
+            )
+            .await,
+        );
+    }
+    let other = send(
+        &p,
+        &dlq_topic,
+        "acc-0",
+        b"nor this",
+        dlq_headers(&source, 42),
+    )
+    .await;
+    copies.sort();
+    let ctx = context(&env).await;
+    let shutdown = CancellationToken::new();
+
+    let report = reconcile(&ctx, window(started), "test", &shutdown)
+        .await
+        .unwrap();
+    let dead: Vec<_> = report
+        .discrepancies
+        .iter()
+        .filter(|d| d.kind == Kind::DeadLettered)
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    let twice = dead
+        .iter()
+        .find(|d| d.detail.contains(&format!("{source}:0:41")))
+        .unwrap();
+    assert_eq!((twice.partition, twice.offset), copies[0]);
+    let listed: Vec<(i32, i64)> = twice.found.as_ref().unwrap()["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["partition"].as_i64().unwrap() as i32,
+                c["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, copies);
+    assert!(twice.detail.contains("2 copies"), "{}", twice.detail);
+    let once = dead.iter().find(|d| d.detail.contains(":0:42")).unwrap();
+    assert_eq!((once.partition, once.offset), other);
+    assert!(once.found.as_ref().unwrap().get("copies").is_none());
+
+    // Redriving the second copy puts the source message back: the run stops reporting it.
+    let selection = reconciler::dlq::Selection::One {
+        partition: copies[1].0,
+        offset: copies[1].1,
+    };
+    let sent = reconciler::dlq::redrive(&ctx, &dlq_topic, selection, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    let report = reconcile(&ctx, window(started), "test", &shutdown)
+        .await
+        .unwrap();
+    let left: Vec<(i32, i64)> = report
+        .discrepancies
+        .iter()
+        .filter(|d| d.kind == Kind::DeadLettered)
+        .map(|d| (d.partition, d.offset))
+        .collect();
+    assert_eq!(left, [other]);
+}
+
 #[tokio::test]
 async fn a_quarantine_waits_for_the_relay_and_takes_the_unsent_announcement_with_the_row() {
     let env = TestEnv::new().await.unwrap();

@@ -420,6 +420,9 @@ fn emitted_metrics() -> BTreeSet<String> {
         for call in text.split("spawn_lag_reporter(").skip(1) {
             if let Some(service) = call.split('"').nth(1) {
                 names.insert(format!("ledgerline_{service}_consumer_lag_messages"));
+                names.insert(format!(
+                    "ledgerline_{service}_consumer_lag_refreshed_timestamp_seconds"
+                ));
             }
         }
     }

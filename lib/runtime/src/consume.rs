@@ -181,13 +181,17 @@ pub fn spawn_broker_check(
 }
 
 /// Every 10 s, publishes `ledgerline_<service>_consumer_lag_messages{topic,partition}` for the
-/// assigned partitions (high watermark − position).
+/// assigned partitions (high watermark − position), and
+/// `ledgerline_<service>_consumer_lag_refreshed_timestamp_seconds` when every assigned
+/// partition was read. A gauge keeps its last value when the broker stops answering, so the
+/// lag alone would look flat through an outage; the timestamp's age says how stale it is.
 pub fn spawn_lag_reporter(
     consumer: Arc<StreamConsumer>,
     service: &'static str,
     shutdown: CancellationToken,
 ) {
     let name = format!("ledgerline_{service}_consumer_lag_messages");
+    let refreshed = format!("ledgerline_{service}_consumer_lag_refreshed_timestamp_seconds");
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -195,35 +199,37 @@ pub fn spawn_lag_reporter(
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {}
             }
             let consumer = consumer.clone();
-            let lags = tokio::task::spawn_blocking(move || lag(&consumer))
-                .await
-                .unwrap_or_default();
+            let Ok(Some(lags)) =
+                tokio::task::spawn_blocking(move || partition_lags(&consumer)).await
+            else {
+                continue;
+            };
             for ((topic, partition), lag) in lags {
                 metrics::gauge!(name.clone(), "topic" => topic, "partition" => partition.to_string())
                     .set(u32::try_from(lag.max(0)).unwrap_or(u32::MAX));
             }
+            metrics::gauge!(refreshed.clone()).set(crate::time::now_unix() as f64);
         }
     });
 }
 
-fn lag(consumer: &StreamConsumer) -> Vec<((String, i32), i64)> {
-    let Ok(position) = consumer.position() else {
-        return Vec::new();
-    };
-    position
-        .elements()
-        .iter()
-        .filter_map(|e| {
-            let (_, high) = consumer
-                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-                .ok()?;
-            let pos = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => return None,
-            };
-            Some(((e.topic().to_string(), e.partition()), high - pos))
-        })
-        .collect()
+/// Each assigned partition's lag (high watermark − position), or `None` when the position or
+/// any assigned partition's watermark could not be read (the broker is away): a partial answer
+/// would refresh some gauges and not others. A partition with no position yet (nothing
+/// consumed from it) has no lag to report, but its watermark is still asked for, so that an
+/// idle consumer's answer also proves the broker answered. Blocking: up to 2 s per partition.
+pub fn partition_lags(consumer: &StreamConsumer) -> Option<Vec<((String, i32), i64)>> {
+    let position = consumer.position().ok()?;
+    let mut lags = Vec::new();
+    for e in position.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+            .ok()?;
+        if let Offset::Offset(pos) = e.offset() {
+            lags.push(((e.topic().to_string(), e.partition()), high - pos));
+        }
+    }
+    Some(lags)
 }
 
 #[cfg(test)]

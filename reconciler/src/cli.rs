@@ -113,7 +113,7 @@ pub enum DlqCommand {
         /// The offset of the one message to redrive.
         #[arg(long, requires = "partition", conflicts_with = "all")]
         offset: Option<i64>,
-        /// Every dead letter of the topic not redriven yet.
+        /// Every dead letter of the topic not redriven yet, one copy per source message.
         #[arg(long, required_unless_present = "partition")]
         all: bool,
     },

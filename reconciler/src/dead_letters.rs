@@ -16,8 +16,8 @@ pub type DlqPosition = (String, i32, i64);
 
 /// What the copies of one dead letter share: the DLQ and, when the headers name it, the
 /// source position. A copy without its three source headers is a group of its own.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Source {
     Named {
         dlq: String,
         topic: String,
@@ -28,7 +28,8 @@ enum Source {
 }
 
 impl Source {
-    fn of(d: &DeadLetter) -> Self {
+    /// The group `d` belongs to.
+    pub(crate) fn of(d: &DeadLetter) -> Self {
         match (&d.source_topic, d.source_partition, d.source_offset) {
             (Some(topic), Some(partition), Some(offset)) => Source::Named {
                 dlq: d.topic.clone(),
@@ -41,7 +42,7 @@ impl Source {
     }
 }
 
-fn position(d: &DeadLetter) -> DlqPosition {
+pub(crate) fn position(d: &DeadLetter) -> DlqPosition {
     (d.topic.clone(), d.partition, d.offset)
 }
 

@@ -5,6 +5,7 @@
 //! which consumers deduplicate by `event_id`.
 
 use crate::app::Context;
+use crate::dead_letters::{position, Source};
 use crate::metrics;
 use crate::record;
 use crate::run::RunError;
@@ -135,7 +136,10 @@ pub fn source_topic(message: &OwnedMessage) -> String {
 }
 
 /// Sends the selected dead letters of `dlq_topic` back to their source topics. Returns the
-/// ones sent (those redriven before are skipped).
+/// ones sent. Those redriven before are skipped, and so, with [`Selection::All`], are the
+/// other copies of a source message one of whose copies was redriven (before or in this call):
+/// sending it back once is enough, as a run's findings say. One named message is sent unless
+/// that very message was redriven before.
 pub async fn redrive(
     ctx: &Context,
     dlq_topic: &str,
@@ -145,15 +149,23 @@ pub async fn redrive(
     let redriven: HashSet<(String, i32, i64)> =
         record::redriven(&ctx.pool).await?.into_iter().collect();
     let producer = ctx.settings.kafka.producer("ledgerline-reconciler")?;
+    let messages = read_all(ctx, dlq_topic, shutdown).await?;
+    let mut settled: HashSet<Source> = messages
+        .iter()
+        .map(DeadLetter::of)
+        .filter(|d| redriven.contains(&position(d)))
+        .map(|d| Source::of(&d))
+        .collect();
     let mut sent = Vec::new();
-    for m in read_all(ctx, dlq_topic, shutdown).await? {
+    for m in messages {
+        let dead_letter = DeadLetter::of(&m);
         let chosen = match selection {
-            Selection::All => true,
+            Selection::All => !settled.contains(&Source::of(&dead_letter)),
             Selection::One { partition, offset } => {
                 m.partition() == partition && m.offset() == offset
             }
         };
-        let key = (m.topic().to_string(), m.partition(), m.offset());
+        let key = position(&dead_letter);
         if !chosen || redriven.contains(&key) {
             continue;
         }
@@ -172,8 +184,9 @@ pub async fn redrive(
             .map_err(|(e, _)| RunError::Kafka(e))?;
         record::record_redrive(&ctx.pool, (&key.0, key.1, key.2), &target).await?;
         metrics::redriven(1);
+        settled.insert(Source::of(&dead_letter));
         sent.push(Entry {
-            dead_letter: DeadLetter::of(&m),
+            dead_letter,
             redriven: true,
         });
     }

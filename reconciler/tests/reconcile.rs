@@ -373,55 +373,63 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
     );
 }
 
+/// The dead-lettered findings of a run over `started`, by DLQ position.
+async fn dead_lettered(
+    ctx: &reconciler::Context,
+    started: time::OffsetDateTime,
+) -> Vec<reconciler::discrepancy::Discrepancy> {
+    reconcile(ctx, window(started), "test", &CancellationToken::new())
+        .await
+        .unwrap()
+        .discrepancies
+        .into_iter()
+        .filter(|d| d.kind == Kind::DeadLettered)
+        .collect()
+}
+
+fn positions(found: &[reconciler::discrepancy::Discrepancy]) -> Vec<(i32, i64)> {
+    found.iter().map(|d| (d.partition, d.offset)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_copies_of_one_dead_letter_are_one_finding_until_either_is_redriven() {
+async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
     let env = TestEnv::new().await.unwrap();
     let started = ledgerline_runtime::time::now();
     let p = producer(&env);
-    // The same poison from txn.outcomes 0:41 dead-lettered twice (a stage that crashed after
-    // the DLQ took it, or an audit rebuilt from the start), and another message once.
+    // Poison from txn.outcomes 0:41 and 0:43 dead-lettered twice each (a stage that crashed
+    // after the DLQ took it, or an audit rebuilt from the start), and 0:42 once. All on one
+    // key, so one DLQ partition holds them in this order.
     let dlq_topic = env.kafka.dlq(topics::OUTCOMES);
     let source = env.topic(topics::OUTCOMES);
-    let mut copies = Vec::new();
-    for _ in 0..2 {
-        copies.push(
-            send(
-                &p,
-                &dlq_topic,
-                "acc-0",
-                b"not an event",
-                dlq_headers(&source, 41),
-            )
-            .await,
-        );
+    let mut at = std::collections::BTreeMap::<i64, Vec<(i32, i64)>>::new();
+    for source_offset in [41, 41, 42, 43, 43] {
+        let sent = send(
+            &p,
+            &dlq_topic,
+            "acc-0",
+            b"not an event",
+            dlq_headers(&source, source_offset),
+        )
+        .await;
+        at.entry(source_offset).or_default().push(sent);
     }
-    let other = send(
-        &p,
-        &dlq_topic,
-        "acc-0",
-        b"nor this",
-        dlq_headers(&source, 42),
-    )
-    .await;
-    copies.sort();
     let ctx = context(&env).await;
     let shutdown = CancellationToken::new();
 
-    let report = reconcile(&ctx, window(started), "test", &shutdown)
-        .await
-        .unwrap();
-    let dead: Vec<_> = report
-        .discrepancies
-        .iter()
-        .filter(|d| d.kind == Kind::DeadLettered)
-        .collect();
-    assert_eq!(dead.len(), 2, "{dead:#?}");
-    let twice = dead
-        .iter()
-        .find(|d| d.detail.contains(&format!("{source}:0:41")))
-        .unwrap();
-    assert_eq!((twice.partition, twice.offset), copies[0]);
-    let listed: Vec<(i32, i64)> = twice.found.as_ref().unwrap()["copies"]
+    let found = dead_lettered(&ctx, started).await;
+    assert_eq!(
+        positions(&found),
+        [at[&41][0], at[&42][0], at[&43][0]],
+        "{found:#?}"
+    );
+    let twice = &found[0];
+    assert!(
+        twice.detail.contains(&format!("{source}:0:41")),
+        "{}",
+        twice.detail
+    );
+    assert!(twice.detail.contains("2 copies"), "{}", twice.detail);
+    let copies: Vec<(i32, i64)> = twice.found.as_ref().unwrap()["copies"]
         .as_array()
         .unwrap()
         .iter()
@@ -432,31 +440,45 @@ async fn two_copies_of_one_dead_letter_are_one_finding_until_either_is_redriven(
             )
         })
         .collect();
-    assert_eq!(listed, copies);
-    assert!(twice.detail.contains("2 copies"), "{}", twice.detail);
-    let once = dead.iter().find(|d| d.detail.contains(":0:42")).unwrap();
-    assert_eq!((once.partition, once.offset), other);
-    assert!(once.found.as_ref().unwrap().get("copies").is_none());
+    assert_eq!(copies, at[&41]);
+    assert!(found[1].found.as_ref().unwrap().get("copies").is_none());
 
-    // Redriving the second copy puts the source message back: the run stops reporting it.
-    let selection = reconciler::dlq::Selection::One {
-        partition: copies[1].0,
-        offset: copies[1].1,
+    // Redriving the second copy of 0:41 puts that message back: runs stop reporting it.
+    let second = at[&41][1];
+    let one = reconciler::dlq::Selection::One {
+        partition: second.0,
+        offset: second.1,
     };
-    let sent = reconciler::dlq::redrive(&ctx, &dlq_topic, selection, &shutdown)
+    let sent = reconciler::dlq::redrive(&ctx, &dlq_topic, one, &shutdown)
         .await
         .unwrap();
     assert_eq!(sent.len(), 1);
-    let report = reconcile(&ctx, window(started), "test", &shutdown)
+    assert_eq!(positions_of(&sent), [second]);
+    assert_eq!(
+        positions(&dead_lettered(&ctx, started).await),
+        [at[&42][0], at[&43][0]]
+    );
+
+    // `--all` sends each remaining source message once: not 0:41's first copy (settled
+    // above), and only the first copy of 0:43.
+    let sent =
+        reconciler::dlq::redrive(&ctx, &dlq_topic, reconciler::dlq::Selection::All, &shutdown)
+            .await
+            .unwrap();
+    assert_eq!(positions_of(&sent), [at[&42][0], at[&43][0]]);
+    assert!(dead_lettered(&ctx, started).await.is_empty());
+    let redriven_to: i64 = sqlx::query_scalar("SELECT count(*) FROM dlq_redrives")
+        .fetch_one(&env.pg)
         .await
         .unwrap();
-    let left: Vec<(i32, i64)> = report
-        .discrepancies
+    assert_eq!(redriven_to, 3, "three source messages, each sent back once");
+}
+
+fn positions_of(entries: &[reconciler::dlq::Entry]) -> Vec<(i32, i64)> {
+    entries
         .iter()
-        .filter(|d| d.kind == Kind::DeadLettered)
-        .map(|d| (d.partition, d.offset))
-        .collect();
-    assert_eq!(left, [other]);
+        .map(|e| (e.dead_letter.partition, e.dead_letter.offset))
+        .collect()
 }
 
 #[tokio::test]

@@ -56,6 +56,12 @@ pub struct KafkaSettings {
     pub heartbeat_interval_ms: u64,
     /// Consumer: most time between polls before the member is considered stuck.
     pub max_poll_interval_ms: u64,
+    /// Consumer: this replica's static group membership (`group.instance.id`), unset by
+    /// default. Set, each replica of a stage needs its own stable value (a StatefulSet pod's
+    /// name): a restarted replica then takes its partitions back at once instead of after the
+    /// session timeout and a rebalance, and a clean shutdown does not leave the group (its
+    /// partitions wait up to `session_timeout_ms` for it to return).
+    pub group_instance_id: Option<String>,
     /// Consumer: most kilobytes prefetched in the consumer's one queue, whatever the number of
     /// partitions (`queued.max.messages.kbytes`; the high-level consumer has a single queue).
     pub consumer_queue_kbytes_max: u32,
@@ -85,6 +91,7 @@ impl Default for KafkaSettings {
             session_timeout_ms: 10_000,
             heartbeat_interval_ms: 2_000,
             max_poll_interval_ms: 300_000,
+            group_instance_id: None,
             consumer_queue_kbytes_max: 65_536,
             // 8 MiB, not librdkafka's 1 MiB: on the local broker a fetch costs the backlog
             // behind it, so fewer, larger fetches drain a backlog faster (docs/benchmarks.md,
@@ -93,6 +100,14 @@ impl Default for KafkaSettings {
             admin_timeout_ms: 10_000,
         }
     }
+}
+
+/// Kafka's rule for a `group.instance.id`: the legal characters and length of a topic name.
+fn valid_group_instance_id(id: &str) -> bool {
+    (1..=249).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl KafkaSettings {
@@ -124,6 +139,13 @@ impl KafkaSettings {
             "kafka.producer_queue_messages_max",
             "must be >= 1",
         )?;
+        if let Some(id) = &self.group_instance_id {
+            ensure(
+                valid_group_instance_id(id),
+                "kafka.group_instance_id",
+                "must be 1..=249 characters of A-Z a-z 0-9 . _ - (unset it for dynamic membership)",
+            )?;
+        }
         // A partition's share cannot exceed the whole fetch (`fetch.max.bytes`, 50 MiB by
         // default), which librdkafka in turn caps at the prefetch queue; a larger value would
         // only look like a bound it is not.
@@ -192,9 +214,14 @@ impl KafkaSettings {
     }
 
     /// A group consumer with manual commits: offsets are committed by the service only after
-    /// its store acknowledged the batch.
+    /// its store acknowledged the batch. A member of the group by `group_instance_id` when it
+    /// is set (static membership).
     pub fn consumer(&self, client_id: &str, group_id: &str) -> Result<StreamConsumer, KafkaError> {
-        self.base_config(client_id)
+        let mut config = self.base_config(client_id);
+        if let Some(id) = &self.group_instance_id {
+            config.set("group.instance.id", id);
+        }
+        config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -575,6 +602,24 @@ mod tests {
             error.contains("kafka.consumer_partition_fetch_kbytes_max"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_group_instance_id_is_a_kafka_name_or_unset() {
+        let with = |id: &str| KafkaSettings {
+            group_instance_id: Some(id.to_string()),
+            ..KafkaSettings::default()
+        };
+        assert_eq!(with("ledger-writer-0").validate(), Ok(()));
+        assert_eq!(with("pod_1.zone-a").validate(), Ok(()));
+        assert_eq!(with(&"a".repeat(249)).validate(), Ok(()));
+        for bad in ["", "pod 1", "pod/1", "pöd", &"a".repeat(250)] {
+            let error = with(bad).validate().unwrap_err();
+            assert!(
+                error.contains("kafka.group_instance_id"),
+                "{bad:?}: {error}"
+            );
+        }
     }
 
     #[test]

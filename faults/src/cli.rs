@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Most seconds the pipeline may take to finish afterwards.
     #[arg(long, default_value_t = 300)]
     pub drain_timeout_secs: u64,
+    /// Give each consumer stage a `kafka.group_instance_id` (static group membership), so a
+    /// restarted stage takes its partitions back without waiting for its session to expire.
+    #[arg(long)]
+    pub static_membership: bool,
     /// Write the results table (Markdown) here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -115,6 +119,7 @@ impl RunArgs {
             warmup: Duration::from_secs(self.warmup_secs),
             settle: Duration::from_secs(self.settle_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            static_membership: self.static_membership,
         }
     }
 }

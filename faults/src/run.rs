@@ -54,6 +54,8 @@ pub struct RunSettings {
     pub settle: Duration,
     /// Most time the pipeline may take to finish every accepted transaction afterwards.
     pub drain_timeout: Duration,
+    /// Each consumer stage is a static group member (`kafka.group_instance_id`).
+    pub static_membership: bool,
 }
 
 /// A run's verdict and figures.
@@ -124,7 +126,12 @@ const COMMON_INVARIANTS: [&str; 7] = [
 /// Runs one scenario.
 pub async fn run(settings: &RunSettings) -> Result<Outcome, FaultError> {
     let started = Instant::now();
-    let mut stack = Stack::start(&settings.dir, &settings.binaries).await?;
+    let mut stack = Stack::start(
+        &settings.dir,
+        &settings.binaries,
+        settings.static_membership,
+    )
+    .await?;
     let record_file = settings.dir.join("accepted.jsonl");
     let recorder =
         Arc::new(Recorder::open(&record_file).map_err(|e| FaultError::Load(e.to_string()))?);

@@ -129,8 +129,13 @@ fn free_port() -> Result<u16, FaultError> {
 
 impl Stack {
     /// Starts the stores, creates the database and topics, then starts every service and waits
-    /// until each is ready.
-    pub async fn start(dir: &Path, binaries: &Binaries) -> Result<Stack, FaultError> {
+    /// until each is ready. With `static_membership`, each consumer stage (one replica each)
+    /// joins its group with the instance id `<binary>-0`.
+    pub async fn start(
+        dir: &Path,
+        binaries: &Binaries,
+        static_membership: bool,
+    ) -> Result<Stack, FaultError> {
         std::fs::create_dir_all(dir).map_err(|source| FaultError::Io {
             what: format!("creating {}", dir.display()),
             source,
@@ -215,7 +220,15 @@ impl Stack {
                     env.extend(ingress_env(port, &secret));
                     ingress_url = base.clone();
                 }
-                _ => env.push(("LEDGERLINE_ADMIN_ADDR".into(), format!("127.0.0.1:{port}"))),
+                _ => {
+                    env.push(("LEDGERLINE_ADMIN_ADDR".into(), format!("127.0.0.1:{port}")));
+                    if static_membership {
+                        env.push((
+                            "LEDGERLINE_KAFKA__GROUP_INSTANCE_ID".into(),
+                            format!("{}-0", part.binary()),
+                        ));
+                    }
+                }
             }
             let name = part.binary();
             let service = Service::new(

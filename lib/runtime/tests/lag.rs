@@ -3,8 +3,8 @@
 //! leaves the refresh timestamp behind instead of refreshing stale figures.
 
 use ledgerline_runtime::consume::partition_lags;
-use ledgerline_runtime::kafka::KafkaSettings;
 use ledgerline_testkit::broker::OwnedBroker;
+use ledgerline_testkit::kafka::own_topic;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -24,17 +24,7 @@ async fn lags(consumer: &Arc<StreamConsumer>) -> Option<Vec<((String, i32), i64)
 #[tokio::test]
 async fn lags_are_read_only_while_the_broker_answers_for_every_assigned_partition() {
     let mut broker = OwnedBroker::start().await.unwrap();
-    let settings = KafkaSettings {
-        brokers: broker.address(),
-        topic_prefix: "lag.".into(),
-        partitions: 2,
-        ..KafkaSettings::default()
-    };
-    let topic = settings.topic("events");
-    settings
-        .ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
+    let (settings, topic) = own_topic(broker.address(), 2).await.unwrap();
     let producer = settings.producer("lag-test").unwrap();
     for i in 0..3 {
         let payload = format!("m{i}");

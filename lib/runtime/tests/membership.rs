@@ -3,6 +3,8 @@
 //! member waits for the old one to rejoin or time out.
 
 use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_testkit::env::shared_brokers;
+use ledgerline_testkit::kafka::own_topic;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::time::Duration;
 
@@ -23,20 +25,11 @@ async fn assigned(consumer: &StreamConsumer) -> usize {
 #[tokio::test]
 async fn a_replica_back_with_its_instance_id_takes_its_partitions_without_waiting_for_its_old_self()
 {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (settings, topic) = own_topic(shared_brokers(), 3).await.unwrap();
     let settings = KafkaSettings {
-        brokers: std::env::var("LEDGERLINE_TEST_KAFKA_BROKERS")
-            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        topic_prefix: format!("m{}.", &id[..12]),
-        partitions: 3,
         group_instance_id: Some("replica-0".into()),
-        ..KafkaSettings::default()
+        ..settings
     };
-    let topic = settings.topic("events");
-    settings
-        .ensure_topics(std::slice::from_ref(&topic))
-        .await
-        .unwrap();
     let group = format!("{}group", settings.topic_prefix);
 
     // The old replica: a member with all three partitions, then hung (it heartbeats from

@@ -19,6 +19,12 @@ fn postgres_admin_url() -> String {
     )
 }
 
+/// The shared broker every test uses unless it owns one: `LEDGERLINE_TEST_KAFKA_BROKERS`, else
+/// the local stack's.
+pub fn shared_brokers() -> String {
+    var("LEDGERLINE_TEST_KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
 /// Partitions of test topics: fewer than production's 12 keeps group rebalances quick while
 /// still spreading accounts over several partitions.
 pub const TEST_PARTITIONS: i32 = 3;
@@ -68,7 +74,7 @@ impl TestEnv {
         postgres::migrate(&pg).await?;
 
         let kafka = KafkaSettings {
-            brokers: var("LEDGERLINE_TEST_KAFKA_BROKERS", "127.0.0.1:9092"),
+            brokers: shared_brokers(),
             topic_prefix: format!("t{id}."),
             partitions: TEST_PARTITIONS,
             // Short session so a killed member's partitions move quickly in crash tests.

@@ -8,6 +8,25 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::Duration;
 
+/// Settings on `brokers` with a topic prefix no other test uses and `partitions`, the rest
+/// defaults, and the one topic `<prefix>events`, created: for tests of the Kafka client code
+/// itself, which need neither the pipeline's topics nor a database.
+pub async fn own_topic(
+    brokers: String,
+    partitions: i32,
+) -> anyhow::Result<(KafkaSettings, String)> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let settings = KafkaSettings {
+        brokers,
+        topic_prefix: format!("k{}.", &id[..12]),
+        partitions,
+        ..KafkaSettings::default()
+    };
+    let topic = settings.topic("events");
+    settings.ensure_topics(std::slice::from_ref(&topic)).await?;
+    Ok((settings, topic))
+}
+
 /// A message read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {

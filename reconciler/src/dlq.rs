@@ -5,7 +5,7 @@
 //! which consumers deduplicate by `event_id`.
 
 use crate::app::Context;
-use crate::dead_letters::{position, Source};
+use crate::dead_letters::{position, DlqPosition, Source};
 use crate::metrics;
 use crate::record;
 use crate::run::RunError;
@@ -85,8 +85,7 @@ pub async fn list(
     dlq_topics: &[String],
     shutdown: &CancellationToken,
 ) -> Result<Vec<Entry>, RunError> {
-    let redriven: HashSet<(String, i32, i64)> =
-        record::redriven(&ctx.pool).await?.into_iter().collect();
+    let redriven: HashSet<DlqPosition> = record::redriven(&ctx.pool).await?.into_iter().collect();
     let mut out = Vec::new();
     for topic in dlq_topics {
         for m in read_all(ctx, topic, shutdown).await? {
@@ -146,19 +145,23 @@ pub async fn redrive(
     selection: Selection,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Entry>, RunError> {
-    let redriven: HashSet<(String, i32, i64)> =
-        record::redriven(&ctx.pool).await?.into_iter().collect();
+    let redriven: HashSet<DlqPosition> = record::redriven(&ctx.pool).await?.into_iter().collect();
     let producer = ctx.settings.kafka.producer("ledgerline-reconciler")?;
-    let messages = read_all(ctx, dlq_topic, shutdown).await?;
-    let mut settled: HashSet<Source> = messages
+    let letters: Vec<(OwnedMessage, DeadLetter)> = read_all(ctx, dlq_topic, shutdown)
+        .await?
+        .into_iter()
+        .map(|m| {
+            let dead_letter = DeadLetter::of(&m);
+            (m, dead_letter)
+        })
+        .collect();
+    let mut settled: HashSet<Source> = letters
         .iter()
-        .map(DeadLetter::of)
-        .filter(|d| redriven.contains(&position(d)))
-        .map(|d| Source::of(&d))
+        .filter(|(_, d)| redriven.contains(&position(d)))
+        .map(|(_, d)| Source::of(d))
         .collect();
     let mut sent = Vec::new();
-    for m in messages {
-        let dead_letter = DeadLetter::of(&m);
+    for (m, dead_letter) in letters {
         let chosen = match selection {
             Selection::All => !settled.contains(&Source::of(&dead_letter)),
             Selection::One { partition, offset } => {

@@ -340,18 +340,10 @@ async fn a_redriven_dead_letter_is_posted_and_no_longer_reported() {
         Some("SCHEMA_INVALID")
     );
 
-    let selection = reconciler::dlq::Selection::One {
-        partition: at.0,
-        offset: at.1,
-    };
-    let sent = reconciler::dlq::redrive(&ctx, &dlq_topic, selection, &shutdown)
-        .await
-        .unwrap();
+    let sent = redrive(&ctx, &dlq_topic, one(at)).await;
     assert_eq!(sent.len(), 1);
     // Redriving again sends nothing: it is recorded.
-    let again = reconciler::dlq::redrive(&ctx, &dlq_topic, selection, &shutdown)
-        .await
-        .unwrap();
+    let again = redrive(&ctx, &dlq_topic, one(at)).await;
     assert!(again.is_empty());
     wait_for_ledger(&env, 1).await;
     ledger.stop().await;
@@ -414,7 +406,6 @@ async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
         at.entry(source_offset).or_default().push(sent);
     }
     let ctx = context(&env).await;
-    let shutdown = CancellationToken::new();
 
     let found = dead_lettered(&ctx, started).await;
     assert_eq!(
@@ -445,13 +436,7 @@ async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
 
     // Redriving the second copy of 0:41 puts that message back: runs stop reporting it.
     let second = at[&41][1];
-    let one = reconciler::dlq::Selection::One {
-        partition: second.0,
-        offset: second.1,
-    };
-    let sent = reconciler::dlq::redrive(&ctx, &dlq_topic, one, &shutdown)
-        .await
-        .unwrap();
+    let sent = redrive(&ctx, &dlq_topic, one(second)).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(positions_of(&sent), [second]);
     assert_eq!(
@@ -461,10 +446,7 @@ async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
 
     // `--all` sends each remaining source message once: not 0:41's first copy (settled
     // above), and only the first copy of 0:43.
-    let sent =
-        reconciler::dlq::redrive(&ctx, &dlq_topic, reconciler::dlq::Selection::All, &shutdown)
-            .await
-            .unwrap();
+    let sent = redrive(&ctx, &dlq_topic, reconciler::dlq::Selection::All).await;
     assert_eq!(positions_of(&sent), [at[&42][0], at[&43][0]]);
     assert!(dead_lettered(&ctx, started).await.is_empty());
     let redriven_to: i64 = sqlx::query_scalar("SELECT count(*) FROM dlq_redrives")
@@ -472,6 +454,21 @@ async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
         .await
         .unwrap();
     assert_eq!(redriven_to, 3, "three source messages, each sent back once");
+}
+
+/// The one dead letter at `(partition, offset)`.
+fn one((partition, offset): (i32, i64)) -> reconciler::dlq::Selection {
+    reconciler::dlq::Selection::One { partition, offset }
+}
+
+async fn redrive(
+    ctx: &reconciler::Context,
+    dlq_topic: &str,
+    selection: reconciler::dlq::Selection,
+) -> Vec<reconciler::dlq::Entry> {
+    reconciler::dlq::redrive(ctx, dlq_topic, selection, &CancellationToken::new())
+        .await
+        .unwrap()
 }
 
 fn positions_of(entries: &[reconciler::dlq::Entry]) -> Vec<(i32, i64)> {

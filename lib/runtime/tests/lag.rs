@@ -4,10 +4,9 @@
 
 use ledgerline_runtime::consume::partition_lags;
 use ledgerline_testkit::broker::OwnedBroker;
-use ledgerline_testkit::kafka::own_topic;
+use ledgerline_testkit::kafka::{own_topic, produce};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,20 +25,18 @@ async fn lags_are_read_only_while_the_broker_answers_for_every_assigned_partitio
     let mut broker = OwnedBroker::start().await.unwrap();
     let (settings, topic) = own_topic(broker.address(), 2).await.unwrap();
     let producer = settings.producer("lag-test").unwrap();
+    let mut partitions = std::collections::BTreeSet::new();
     for i in 0..3 {
-        let payload = format!("m{i}");
-        producer
-            .send(
-                FutureRecord::to(&topic)
-                    .partition(0)
-                    .key("k")
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
+        let (partition, _) = produce(&producer, &topic, "k", format!("m{i}").as_bytes(), &[])
             .await
             .unwrap();
+        partitions.insert(partition);
     }
-    // Partition 0 read up to its first message; partition 1 assigned, nothing consumed.
+    // One key, one partition: three messages on it, none on the other.
+    let [busy] = partitions.into_iter().collect::<Vec<_>>()[..] else {
+        panic!("one key went to several partitions");
+    };
+    // The busy partition read up to its first message; the other assigned, nothing consumed.
     let reader = Arc::new(settings.reader("lag-test").unwrap());
     let mut assignment = TopicPartitionList::new();
     for partition in 0..2 {
@@ -49,8 +46,8 @@ async fn lags_are_read_only_while_the_broker_answers_for_every_assigned_partitio
     }
     reader.assign(&assignment).unwrap();
     let first = reader.recv().await.unwrap();
-    assert_eq!((first.partition(), first.offset()), (0, 0));
-    let expected = vec![((topic.clone(), 0), 2)];
+    assert_eq!((first.partition(), first.offset()), (busy, 0));
+    let expected = vec![((topic.clone(), busy), 2)];
     assert_eq!(lags(&reader).await, Some(expected.clone()));
 
     broker.kill();

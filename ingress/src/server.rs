@@ -14,13 +14,18 @@ use tokio_util::sync::CancellationToken;
 
 /// Accepts connections until `shutdown`, then waits (bounded by `http.shutdown_grace_ms`) for
 /// in-flight requests to finish. A request that was already publishing completes and gets its
-/// 202; no new request starts.
+/// 202; no new request starts. Connections still open when the grace period ends are closed:
+/// their clients get a reset, never a response that will not come.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
     let http = &state.settings.http;
     // At the cap we stop calling accept(): new clients wait in the kernel's backlog instead of
     // costing memory here.
     let connections = Arc::new(Semaphore::new(http.connections_max));
     let graceful = GracefulShutdown::new();
+    // Hyper's graceful shutdown only asks a connection to finish; one that never does (a client
+    // that stalls mid-request, or hyper waiting on a half-read head) would outlive the grace
+    // period in its own task. Cancelling this drops every such connection, closing its socket.
+    let closed = CancellationToken::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -53,8 +58,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
             async move { Ok::<_, Infallible>(routes::handle(state, req).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let closed = closed.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            tokio::select! {
+                _ = connection => {}
+                _ = closed.cancelled() => {}
+            }
             drop(permit);
         });
     }
@@ -62,6 +71,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
     let grace = Duration::from_millis(state.settings.http.shutdown_grace_ms);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, "grace period over; closing remaining connections");
+            closed.cancel();
+        }
     }
 }

@@ -141,7 +141,11 @@ async fn graceful_shutdown_loses_no_accepted_request() {
         if answered == 20 {
             app.shutdown.cancel();
         }
-        let Ok(r) = result else { continue }; // refused after the listener closed
+        let r = match result {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => panic!("a request got neither an answer nor a reset: {e}"),
+            Err(_) => continue, // refused or reset once the listener closed
+        };
         let status = r.status().as_u16();
         assert!(status == 202 || status == 503, "unexpected status {status}");
         if status == 202 {
@@ -151,7 +155,7 @@ async fn graceful_shutdown_loses_no_accepted_request() {
     }
     drop(client);
     let env = app.env.clone();
-    app.handle.await.unwrap();
+    ledgerline_testkit::wait::stopped("ingress", app.handle).await;
 
     assert!(!accepted.is_empty());
     let records = read_topic(
@@ -168,4 +172,39 @@ async fn graceful_shutdown_loses_no_accepted_request() {
         .collect();
     let lost: Vec<_> = accepted.difference(&on_topic).collect();
     assert!(lost.is_empty(), "accepted but not on the topic: {lost:?}");
+}
+
+// A client that stalls halfway through its headers must not keep a stopping ingress (or its
+// own request) alive past the grace period: hyper's graceful shutdown waits for a started
+// request, so the server closes what is left when the grace ends.
+#[tokio::test]
+async fn a_connection_stalled_mid_request_is_closed_when_the_grace_period_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = ledgerline_testkit::TestEnv::new().await.unwrap();
+    let mut s = settings(&env);
+    s.http.shutdown_grace_ms = 200;
+    // Far longer than the wait below, so only the grace period can close the connection.
+    s.http.header_read_timeout_ms = 600_000;
+    let app = TestApp::start_with(env, s).await;
+
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"POST /v1/transactions HTTP/1.1\r\nHost: ingress\r\nContent-Type: app")
+        .await
+        .unwrap();
+    // The server has the partial head before shutdown starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.shutdown.cancel();
+    ledgerline_testkit::wait::stopped("ingress", app.handle).await;
+
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+    match read {
+        Err(_) => panic!("the stalled connection is still open after the grace period"),
+        Ok(Ok(_)) | Ok(Err(_)) => assert!(
+            rest.is_empty(),
+            "no response for an unfinished request, got {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+    }
 }

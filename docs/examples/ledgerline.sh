@@ -4,6 +4,7 @@
 #
 #   export LEDGERLINE_API_URL=http://127.0.0.1:8080   # default
 #   export LEDGERLINE_MERCHANT_ID=merchant-1 LEDGERLINE_KEY_ID=k1 LEDGERLINE_SECRET='…'
+#   export LEDGERLINE_TIMEOUT_SECS=10                  # per attempt; default
 #   docs/examples/ledgerline.sh submit acc-1 12.50 EUR credit order-1001
 #   docs/examples/ledgerline.sh status <transaction_id>
 #   docs/examples/ledgerline.sh wait <transaction_id>      # until POSTED, DECLINED or REJECTED
@@ -17,6 +18,8 @@ set -euo pipefail
 
 api_url=${LEDGERLINE_API_URL:-http://127.0.0.1:8080}
 attempts_max=${LEDGERLINE_ATTEMPTS_MAX:-5}
+# No answer within this many seconds counts as no answer (status 000): retried like a reset.
+timeout_secs=${LEDGERLINE_TIMEOUT_SECS:-10}
 
 # sign METHOD PATH_AND_QUERY TIMESTAMP IDEMPOTENCY_KEY BODY → prints the X-Signature value.
 sign() {
@@ -37,7 +40,7 @@ request() {
     timestamp=$(date +%s)
     headers_file=$(mktemp) body_file=$(mktemp)
     local -a args=(
-        -sS -X "$method" "$api_url$path"
+        -sS --max-time "$timeout_secs" -X "$method" "$api_url$path"
         -H "X-Merchant-Id: $LEDGERLINE_MERCHANT_ID"
         -H "X-Timestamp: $timestamp"
         -H "X-Signature: $(sign "$method" "$path" "$timestamp" "$idempotency_key" "$body")"

@@ -28,6 +28,10 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most time a service may take to exit after SIGTERM (its own grace periods are shorter).
 pub const TERMINATE_GRACE: Duration = Duration::from_secs(40);
 
+/// The harness's own requests (readiness, hostile rounds) are answered or dropped within this;
+/// a service that holds one open is a finding, not a reason for the run to hang.
+const HARNESS_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The merchant the load signs as.
 pub const MERCHANT_ID: &str = "faults-merchant";
 const KEY_ID: &str = "faults-key-1";
@@ -253,7 +257,13 @@ impl Stack {
             ingress_url,
             reconciler: binaries.locate("reconciler")?,
             services,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(HARNESS_REQUEST_TIMEOUT)
+                .build()
+                .map_err(|e| FaultError::Io {
+                    what: "building the harness's http client".into(),
+                    source: std::io::Error::other(e),
+                })?,
         };
         for part in Part::ALL {
             stack.service(part).start()?;

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use support::downstream::start_downstream;
 use support::*;
 
+/// The longest an example may run: its wait polls for up to 120 s.
+const EXAMPLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -51,9 +54,11 @@ async fn run(app: Option<&TestApp>, program: &str, args: &[&str], secret: &str) 
     if let Some(app) = app {
         command.env("LEDGERLINE_API_URL", format!("http://{}", app.addr));
     }
-    let output = command
-        .output()
+    // The examples bound each attempt and their polling; this only turns a hang into a failure.
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(EXAMPLE_TIMEOUT, command.output())
         .await
+        .unwrap_or_else(|_| panic!("{program} did not finish within {EXAMPLE_TIMEOUT:?}"))
         .unwrap_or_else(|e| panic!("{program} could not run: {e}"));
     Run {
         success: output.status.success(),

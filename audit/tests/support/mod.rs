@@ -73,7 +73,7 @@ pub async fn start(settings: Settings) -> Running {
 impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.handle.await.unwrap();
+        ledgerline_testkit::wait::stopped("the audit writer", self.handle).await;
     }
 }
 

@@ -57,7 +57,7 @@ impl Downstream {
     pub async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
-            t.await.unwrap();
+            ledgerline_testkit::wait::stopped("a downstream stage", t).await;
         }
     }
 }

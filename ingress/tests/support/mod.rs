@@ -18,6 +18,8 @@ pub const OTHER_MERCHANT: &str = "merchant-2";
 pub const SECRET_OLD: &str = "old-secret-0123456789abcdef0123456789";
 pub const SECRET_NEW: &str = "new-secret-0123456789abcdef0123456789";
 pub const SECRET_OTHER: &str = "other-secret-0123456789abcdef01234567";
+/// The test client's bound on one request, answer included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -84,7 +86,12 @@ impl TestApp {
             env,
             shutdown,
             handle,
-            http: reqwest::Client::new(),
+            // A request that gets neither an answer nor a reset fails its test after this
+            // long instead of holding the whole run; no test waits on a slower answer.
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("http client"),
         }
     }
 
@@ -158,7 +165,7 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.handle.await.expect("ingress task");
+        ledgerline_testkit::wait::stopped("ingress", self.handle).await;
     }
 }
 

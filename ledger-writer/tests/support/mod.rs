@@ -59,7 +59,7 @@ pub async fn start(settings: Settings) -> Running {
 impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.handle.await.unwrap();
+        ledgerline_testkit::wait::stopped("the ledger-writer", self.handle).await;
     }
 }
 

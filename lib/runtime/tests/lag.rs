@@ -45,7 +45,10 @@ async fn lags_are_read_only_while_the_broker_answers_for_every_assigned_partitio
             .unwrap();
     }
     reader.assign(&assignment).unwrap();
-    let first = reader.recv().await.unwrap();
+    let first = tokio::time::timeout(WAIT, reader.recv())
+        .await
+        .expect("the first message arrives")
+        .unwrap();
     assert_eq!((first.partition(), first.offset()), (busy, 0));
     let expected = vec![((topic.clone(), busy), 2)];
     assert_eq!(lags(&reader).await, Some(expected.clone()));

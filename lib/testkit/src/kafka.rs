@@ -123,5 +123,11 @@ pub async fn read_topic(
             headers,
         });
     }
+    drop(stream);
+    // rdkafka's consumer drop polls until librdkafka reports the consumer closed, with no
+    // bound: a broker that stops answering mid-close would hang the test, and on a
+    // current-thread runtime everything else in it. The test has what it read, so the
+    // consumer closes on a thread of its own.
+    std::thread::spawn(move || drop(consumer));
     Ok(out)
 }

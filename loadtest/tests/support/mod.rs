@@ -141,7 +141,7 @@ impl Stack {
     pub async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
-            t.await.expect("a stage stops cleanly");
+            ledgerline_testkit::wait::stopped("a stage", t).await;
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn start(settings: Settings) -> Running {
 impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.handle.await.unwrap();
+        ledgerline_testkit::wait::stopped("the processor", self.handle).await;
     }
 }
 

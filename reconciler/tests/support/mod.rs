@@ -32,7 +32,7 @@ pub struct Running {
 impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.handle.await.unwrap();
+        ledgerline_testkit::wait::stopped("the reconciler daemon", self.handle).await;
     }
 }
 

@@ -83,3 +83,31 @@ async fn redis_stopped_mid_stream_loses_and_duplicates_nothing_after_it_returns(
     let sent: BTreeSet<String> = requests.iter().map(|r| r.request_id.to_string()).collect();
     assert_eq!(decided, sent, "every request decided exactly once");
 }
+
+// SIGTERM while the broker is gone: the offsets it cannot commit are delivered again once the
+// broker is back (and decided as duplicates), so the processor must not wait for a broker that
+// may never return; it gives up within its grace and exits.
+#[tokio::test]
+async fn a_processor_asked_to_stop_while_the_broker_is_gone_still_stops() {
+    let mut broker = ledgerline_testkit::broker::OwnedBroker::start()
+        .await
+        .unwrap();
+    let mut env = TestEnv::new().await.unwrap();
+    env.kafka.brokers = broker.address();
+    let mut s = settings(&env);
+    s.kafka.create_topics = true;
+    let running = start(s).await;
+    let p = producer(&env);
+    for i in 0..5 {
+        publish(
+            &env,
+            &p,
+            &request("m1", &format!("o{i}"), "acc-1", 100 + i, "fp"),
+        )
+        .await;
+    }
+    assert_eq!(outcomes(&env, 5).await.len(), 5);
+
+    broker.kill();
+    running.stop().await;
+}

@@ -11,7 +11,7 @@
 //!    without Kafka or the relay.
 //!
 //! ```bash
-//! cargo run --release -p ledger-writer --example throughput -- 1000000 10000 [no-relay|raw-only]
+//! cargo run --release -p ledger-writer --example ledger_writer_throughput -- 1000000 10000 [no-relay|raw-only]
 //! ```
 //! The writer's settings start from its defaults and the `LEDGERLINE_*` environment, as the
 //! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what

@@ -11,7 +11,7 @@
 //!    what they cost the broker.
 //!
 //! ```bash
-//! cargo run --release -p processor --example throughput -- 1000000 10000
+//! cargo run --release -p processor --example processor_throughput -- 1000000 10000
 //! ```
 //! The processor's settings start from its defaults and the `LEDGERLINE_*` environment, as the
 //! service's would (e.g. `LEDGERLINE_KAFKA__COMPRESSION=none`); the bench then sets what

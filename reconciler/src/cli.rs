@@ -93,7 +93,8 @@ pub enum Command {
 /// Dead-letter commands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters (all three DLQs, or one).
+    /// List dead letters (all three DLQs, or one). A later copy of a message dead-lettered
+    /// more than once names its first copy, the one runs report and `--all` sends.
     List {
         /// `txn.requests.dlq`, `txn.outcomes.dlq` or `txn.postings.dlq` (or a full name).
         #[arg(long)]

@@ -330,17 +330,21 @@ async fn dlq_command(
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 println!(
-                    "{:<32} {:>4} {:>8}  {:<9} {:<28} source",
-                    "topic", "part", "offset", "redriven", "reason"
+                    "{:<32} {:>4} {:>8}  {:<9} {:<12} {:<28} source",
+                    "topic", "part", "offset", "redriven", "copy of", "reason"
                 );
                 for e in &entries {
                     let d = &e.dead_letter;
+                    let copy_of = e
+                        .first_copy
+                        .map_or("-".into(), |f| format!("{}:{}", f.partition, f.offset));
                     println!(
-                        "{:<32} {:>4} {:>8}  {:<9} {:<28} {}:{}:{}",
+                        "{:<32} {:>4} {:>8}  {:<9} {:<12} {:<28} {}:{}:{}",
                         d.topic,
                         d.partition,
                         d.offset,
                         e.redriven,
+                        copy_of,
                         d.reason.as_deref().unwrap_or("-"),
                         d.source_topic.as_deref().unwrap_or("?"),
                         d.source_partition.map_or("?".into(), |p| p.to_string()),

@@ -8,8 +8,9 @@
 
 use crate::discrepancy::{Discrepancy, Kind};
 use crate::scan::DeadLetter;
+use serde::Serialize;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A DLQ position: topic, partition, offset.
 pub type DlqPosition = (String, i32, i64);
@@ -64,6 +65,41 @@ pub fn findings(letters: &[DeadLetter], redriven: &HashSet<DlqPosition>) -> Vec<
         .collect();
     out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     out
+}
+
+/// Where a dead letter's first copy is on its (same) DLQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FirstCopy {
+    /// DLQ partition.
+    pub partition: i32,
+    /// DLQ offset.
+    pub offset: i64,
+}
+
+/// For each dead letter that is a later copy of another, its group's first copy: the one a run
+/// reports, and the one `dlq redrive --all` sends.
+pub fn first_copies<'a>(
+    letters: impl IntoIterator<Item = &'a DeadLetter>,
+) -> HashMap<DlqPosition, FirstCopy> {
+    let letters: Vec<&DeadLetter> = letters.into_iter().collect();
+    let at = |d: &DeadLetter| FirstCopy {
+        partition: d.partition,
+        offset: d.offset,
+    };
+    let mut first: HashMap<Source, FirstCopy> = HashMap::new();
+    for d in &letters {
+        first
+            .entry(Source::of(d))
+            .and_modify(|f| *f = (*f).min(at(d)))
+            .or_insert(at(d));
+    }
+    letters
+        .iter()
+        .filter_map(|d| {
+            let f = first[&Source::of(d)];
+            (f != at(d)).then(|| (position(d), f))
+        })
+        .collect()
 }
 
 fn finding(copies: &[&DeadLetter]) -> Discrepancy {
@@ -132,6 +168,23 @@ mod tests {
         );
         assert!(found[0].detail.contains("2 copies"), "{}", found[0].detail);
         assert!(found[0].detail.contains("p.txn.outcomes:4:17"));
+    }
+
+    #[test]
+    fn only_later_copies_point_at_their_first_copy() {
+        let letters = [
+            letter(1, 9, Some(17)),
+            letter(0, 3, Some(17)),
+            letter(0, 4, Some(18)),
+            letter(0, 6, None),
+            letter(0, 7, None),
+        ];
+        let firsts = first_copies(&letters);
+        let first = FirstCopy {
+            partition: 0,
+            offset: 3,
+        };
+        assert_eq!(firsts, HashMap::from([(at(1, 9), first)]));
     }
 
     #[test]

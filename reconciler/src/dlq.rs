@@ -5,7 +5,8 @@
 //! which consumers deduplicate by `event_id`.
 
 use crate::app::Context;
-use crate::dead_letters::{position, DlqPosition, Source};
+pub use crate::dead_letters::FirstCopy;
+use crate::dead_letters::{first_copies, position, DlqPosition, Source};
 use crate::metrics;
 use crate::record;
 use crate::run::RunError;
@@ -30,6 +31,27 @@ pub struct Entry {
     pub dead_letter: DeadLetter,
     /// Already redriven.
     pub redriven: bool,
+    /// Set when this is a later copy of a source message dead-lettered more than once: the
+    /// partition and offset, on the same DLQ, of its first copy, which runs report. Redriving
+    /// either copy sends the same message back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_copy: Option<FirstCopy>,
+}
+
+/// Each letter as an entry, later copies marked with their first copy.
+fn entries(letters: Vec<DeadLetter>, redriven: &HashSet<DlqPosition>) -> Vec<Entry> {
+    let firsts = first_copies(&letters);
+    letters
+        .into_iter()
+        .map(|dead_letter| {
+            let at = position(&dead_letter);
+            Entry {
+                redriven: redriven.contains(&at),
+                first_copy: firsts.get(&at).copied(),
+                dead_letter,
+            }
+        })
+        .collect()
 }
 
 /// Which dead letters to redrive.
@@ -88,13 +110,11 @@ pub async fn list(
     let redriven: HashSet<DlqPosition> = record::redriven(&ctx.pool).await?.into_iter().collect();
     let mut out = Vec::new();
     for topic in dlq_topics {
-        for m in read_all(ctx, topic, shutdown).await? {
-            let key = (m.topic().to_string(), m.partition(), m.offset());
-            out.push(Entry {
-                dead_letter: DeadLetter::of(&m),
-                redriven: redriven.contains(&key),
-            });
-        }
+        let letters = read_all(ctx, topic, shutdown).await?;
+        out.extend(entries(
+            letters.iter().map(DeadLetter::of).collect(),
+            &redriven,
+        ));
     }
     Ok(out)
 }
@@ -155,6 +175,7 @@ pub async fn redrive(
             (m, dead_letter)
         })
         .collect();
+    let firsts = first_copies(letters.iter().map(|(_, d)| d));
     let mut settled: HashSet<Source> = letters
         .iter()
         .filter(|(_, d)| redriven.contains(&position(d)))
@@ -189,6 +210,7 @@ pub async fn redrive(
         metrics::redriven(1);
         settled.insert(Source::of(&dead_letter));
         sent.push(Entry {
+            first_copy: firsts.get(&key).copied(),
             dead_letter,
             redriven: true,
         });

@@ -433,6 +433,32 @@ async fn copies_of_one_dead_letter_are_one_finding_and_are_sent_back_once() {
         .collect();
     assert_eq!(copies, at[&41]);
     assert!(found[1].found.as_ref().unwrap().get("copies").is_none());
+    // The listing shows every copy; each later one names the first.
+    let listed = reconciler::dlq::list(
+        &ctx,
+        std::slice::from_ref(&dlq_topic),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    type At = (i32, i64);
+    let first_copies: Vec<(At, Option<At>)> = listed
+        .iter()
+        .map(|e| {
+            let at = (e.dead_letter.partition, e.dead_letter.offset);
+            (at, e.first_copy.map(|f| (f.partition, f.offset)))
+        })
+        .collect();
+    assert_eq!(
+        first_copies,
+        [
+            (at[&41][0], None),
+            (at[&41][1], Some(at[&41][0])),
+            (at[&42][0], None),
+            (at[&43][0], None),
+            (at[&43][1], Some(at[&43][0])),
+        ]
+    );
 
     // Redriving the second copy of 0:41 puts that message back: runs stop reporting it.
     let second = at[&41][1];

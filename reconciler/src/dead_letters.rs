@@ -51,24 +51,16 @@ pub(crate) fn position(d: &DeadLetter) -> DlqPosition {
 /// (a redrive of any copy puts the source message back in its topic). The finding sits at
 /// the first copy's DLQ position; when there are several, `found.copies` lists them all.
 pub fn findings(letters: &[DeadLetter], redriven: &HashSet<DlqPosition>) -> Vec<Discrepancy> {
-    let mut groups: BTreeMap<Source, Vec<&DeadLetter>> = BTreeMap::new();
-    for d in letters {
-        groups.entry(Source::of(d)).or_default().push(d);
-    }
-    let mut out: Vec<Discrepancy> = groups
-        .into_values()
+    let mut out: Vec<Discrepancy> = groups(letters)
         .filter(|copies| !copies.iter().any(|d| redriven.contains(&position(d))))
-        .map(|mut copies| {
-            copies.sort_by_key(|d| (d.partition, d.offset));
-            finding(&copies)
-        })
+        .map(|copies| finding(&copies))
         .collect();
     out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     out
 }
 
 /// Where a dead letter's first copy is on its (same) DLQ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FirstCopy {
     /// DLQ partition.
     pub partition: i32,
@@ -81,25 +73,29 @@ pub struct FirstCopy {
 pub fn first_copies<'a>(
     letters: impl IntoIterator<Item = &'a DeadLetter>,
 ) -> HashMap<DlqPosition, FirstCopy> {
-    let letters: Vec<&DeadLetter> = letters.into_iter().collect();
-    let at = |d: &DeadLetter| FirstCopy {
-        partition: d.partition,
-        offset: d.offset,
-    };
-    let mut first: HashMap<Source, FirstCopy> = HashMap::new();
-    for d in &letters {
-        first
-            .entry(Source::of(d))
-            .and_modify(|f| *f = (*f).min(at(d)))
-            .or_insert(at(d));
+    let mut out = HashMap::new();
+    for copies in groups(letters) {
+        let first = FirstCopy {
+            partition: copies[0].partition,
+            offset: copies[0].offset,
+        };
+        out.extend(copies[1..].iter().map(|d| (position(d), first)));
     }
-    letters
-        .iter()
-        .filter_map(|d| {
-            let f = first[&Source::of(d)];
-            (f != at(d)).then(|| (position(d), f))
-        })
-        .collect()
+    out
+}
+
+/// The copies of each dead-lettered source message, each group in DLQ order (first copy first).
+fn groups<'a>(
+    letters: impl IntoIterator<Item = &'a DeadLetter>,
+) -> impl Iterator<Item = Vec<&'a DeadLetter>> {
+    let mut groups: BTreeMap<Source, Vec<&DeadLetter>> = BTreeMap::new();
+    for d in letters {
+        groups.entry(Source::of(d)).or_default().push(d);
+    }
+    groups.into_values().map(|mut copies| {
+        copies.sort_by_key(|d| (d.partition, d.offset));
+        copies
+    })
 }
 
 fn finding(copies: &[&DeadLetter]) -> Discrepancy {

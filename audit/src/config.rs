@@ -5,6 +5,7 @@ use ledgerline_runtime::consume::BatchSettings;
 use ledgerline_runtime::kafka::KafkaSettings;
 use ledgerline_runtime::mongo::MongoSettings;
 use ledgerline_runtime::settings::{ensure, Validate};
+use ledgerline_runtime::shutdown;
 use ledgerline_runtime::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -29,6 +30,10 @@ pub struct Settings {
     pub backoff: BackoffSettings,
     /// Most time to wait for a dead-letter produce acknowledgement before retrying it.
     pub produce_timeout_ms: u64,
+    /// From SIGTERM, the most time the whole drain may take: a process still draining then
+    /// (a store that stopped answering) exits with status 124 and leaves the rest to
+    /// redelivery. Must be greater than the drain's own bounds.
+    pub shutdown_deadline_ms: u64,
     /// Fault injection for the crash tests. Never set in production.
     pub faults: FaultSettings,
 }
@@ -56,6 +61,7 @@ impl Default for Settings {
             mongo: MongoSettings::default(),
             backoff: BackoffSettings::default(),
             produce_timeout_ms: 10_000,
+            shutdown_deadline_ms: shutdown::DEADLINE_MS_DEFAULT,
             faults: FaultSettings::default(),
         }
     }
@@ -72,6 +78,11 @@ impl Validate for Settings {
         self.mongo.validate()?;
         self.batch.validate("batch")?;
         self.backoff.validate("backoff")?;
+        shutdown::validate_deadline(
+            self.shutdown_deadline_ms,
+            self.produce_timeout_ms,
+            "a dead letter's produce (produce_timeout_ms)",
+        )?;
         ensure(!self.group_id.is_empty(), "group_id", "must not be empty")?;
         ensure(
             self.batch.batch_size_max <= BATCH_SIZE_MAX_LIMIT,
@@ -93,6 +104,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Settings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_shutdown_deadline_inside_a_dead_letter_produce_is_refused() {
+        let mut s = Settings::default();
+        s.shutdown_deadline_ms = s.produce_timeout_ms;
+        let error = s.validate().unwrap_err();
+        assert!(error.starts_with("shutdown_deadline_ms:"), "{error}");
     }
 
     #[test]

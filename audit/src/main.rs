@@ -3,6 +3,7 @@ use audit::{app, Application, Settings};
 use clap::Parser;
 use ledgerline_runtime::{settings, shutdown, telemetry};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// `audit verify` exit statuses (0 when every chain is intact).
 const EXIT_BROKEN: u8 = 1;
@@ -20,8 +21,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         None => {
             telemetry::init_logging(&settings.log);
             tracing::info!(?settings, "starting audit");
+            let deadline = Duration::from_millis(settings.shutdown_deadline_ms);
             let app = Application::build(settings).await?;
-            app.run_until_stopped(shutdown::on_signal()).await?;
+            app.run_until_stopped(shutdown::on_signal(deadline)).await?;
             Ok(ExitCode::SUCCESS)
         }
         // No log subscriber: the runtime's logs go to stdout, which carries the JSON report.

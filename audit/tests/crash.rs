@@ -2,7 +2,10 @@
 
 mod support;
 
-use ledgerline_testkit::TestEnv;
+use ledgerline_runtime::secret::Secret;
+use ledgerline_runtime::shutdown::DEADLINE_EXIT_CODE;
+use ledgerline_testkit::mongo_server::OwnedMongo;
+use ledgerline_testkit::{Signal, TestEnv};
 use mongodb::bson::doc;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -115,6 +118,67 @@ async fn a_sigterm_finishes_the_batch_in_hand_commits_it_and_exits_cleanly() {
         stored.insert((topic, partition), offset + 1);
     }
     assert_eq!(committed_offsets(&env, &s.group_id).await, stored);
+    assert_complete_and_intact(&s).await;
+}
+
+#[tokio::test]
+async fn a_sigterm_while_mongodb_is_frozen_ends_the_process_at_its_shutdown_deadline() {
+    // A drain held by a store that stopped answering (no error, no closed socket) must not
+    // hold the process: it leaves at its deadline with the deadline's status, and what it had
+    // not committed is stored on restart, once, with the chain intact.
+    let env = TestEnv::new().await.unwrap();
+    let mongo = OwnedMongo::start().await.unwrap();
+    let mut s = settings(&env);
+    s.mongo.uri = Secret::new(mongo.uri());
+    let sent = publish_all(&env, &workload("f", 600, 20)).await as u64;
+
+    let uri = mongo.uri();
+    let mut child = audit_process(
+        &env,
+        &s.group_id,
+        &[
+            ("LEDGERLINE_MONGO__URI", uri.as_str()),
+            ("LEDGERLINE_BATCH__BATCH_SIZE_MAX", "10"),
+            ("LEDGERLINE_PRODUCE_TIMEOUT_MS", "1000"),
+            ("LEDGERLINE_SHUTDOWN_DEADLINE_MS", "3000"),
+        ],
+    );
+    wait_for_documents(&s, doc! {}, 100).await;
+    mongo.signal(Signal::SIGSTOP).unwrap();
+    // With events still queued, the audit's next insert goes to the frozen server and waits
+    // there: its commits stop moving.
+    tokio::time::timeout(WAIT, async {
+        let mut before = committed_offsets(&env, &s.group_id).await;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = committed_offsets(&env, &s.group_id).await;
+            if now == before {
+                break;
+            }
+            before = now;
+        }
+    })
+    .await
+    .expect("the audit's commits stop while MongoDB is frozen");
+
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the audit leaves at its shutdown deadline")
+        .unwrap();
+    assert_eq!(exit.code(), Some(DEADLINE_EXIT_CODE), "{exit:?}");
+
+    mongo.signal(Signal::SIGCONT).unwrap();
+    let running = start(s.clone()).await;
+    wait_for_documents(&s, doc! {}, sent).await;
+    wait_for_group_caught_up(&env, &s.group_id).await;
+    running.stop().await;
+    assert_eq!(count(&s, doc! {}).await, sent, "nothing stored twice");
     assert_complete_and_intact(&s).await;
 }
 

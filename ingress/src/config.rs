@@ -6,6 +6,7 @@ use ledgerline_runtime::postgres::PostgresSettings;
 use ledgerline_runtime::redis_client::RedisSettings;
 use ledgerline_runtime::secret::Secret;
 use ledgerline_runtime::settings::{ensure, Validate};
+use ledgerline_runtime::shutdown;
 use ledgerline_runtime::status::StatusSettings;
 use ledgerline_runtime::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,10 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Merchants allowed to call the API, with their signing keys.
     pub merchants: Vec<MerchantSettings>,
+    /// From SIGTERM, the most time the whole drain may take: a process still draining then
+    /// (a store that stopped answering) exits with status 124 and leaves the rest to
+    /// redelivery. Must be greater than the drain's own bounds.
+    pub shutdown_deadline_ms: u64,
 }
 
 /// HTTP server limits.
@@ -196,6 +201,7 @@ impl Default for Settings {
             mongo: MongoSettings::default(),
             rate_limit: RateLimitSettings::default(),
             merchants: Vec::new(),
+            shutdown_deadline_ms: shutdown::DEADLINE_MS_DEFAULT,
         }
     }
 }
@@ -207,6 +213,13 @@ impl Validate for Settings {
         self.status.validate()?;
         self.postgres.validate()?;
         self.mongo.validate()?;
+        shutdown::validate_deadline(
+            self.shutdown_deadline_ms,
+            self.http
+                .shutdown_grace_ms
+                .saturating_add(self.publish.produce_timeout_ms),
+            "the requests' grace (http.shutdown_grace_ms) and the flush (publish.produce_timeout_ms)",
+        )?;
         ensure(
             (1..=10_000).contains(&self.http.events_max),
             "http.events_max",
@@ -305,6 +318,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Settings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_shutdown_deadline_inside_the_requests_grace_and_flush_is_refused() {
+        let mut s = Settings::default();
+        s.shutdown_deadline_ms = s.http.shutdown_grace_ms + s.publish.produce_timeout_ms;
+        let error = s.validate().unwrap_err();
+        assert!(error.starts_with("shutdown_deadline_ms:"), "{error}");
     }
 
     #[test]

@@ -333,12 +333,28 @@ fn every_ledgerline_variable_in_compose_is_a_real_setting_and_loads() {
             "{service}: {test}"
         );
     }
-    for (service, binary) in LEDGERLINE_SERVICES {
+    // The container's stop timeout outlasts the service's own shutdown deadline, so a service
+    // still draining leaves by itself, with a log line, before the SIGKILL.
+    let deadlines_ms = [
+        ("ingress", ingress.shutdown_deadline_ms),
+        ("processor", processor.shutdown_deadline_ms),
+        ("ledger-writer", writer.shutdown_deadline_ms),
+        ("audit", audit.shutdown_deadline_ms),
+        ("reconciler", reconciler.shutdown_deadline_ms),
+    ];
+    for ((service, binary), (named, deadline_ms)) in
+        LEDGERLINE_SERVICES.into_iter().zip(deadlines_ms)
+    {
+        assert_eq!(service, named);
         assert_eq!(compose.command(service)[0], binary);
-        assert_eq!(
-            compose.service(service)["stop_grace_period"],
-            "30s",
-            "{service}: longer than the services' 15 s drain"
+        let stop = compose.service(service)["stop_grace_period"]
+            .as_str()
+            .and_then(|s| s.strip_suffix('s'))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{service}: stop_grace_period in whole seconds"));
+        assert!(
+            stop * 1_000 > deadline_ms,
+            "{service}: stop_grace_period {stop} s within its shutdown deadline ({deadline_ms} ms)"
         );
     }
     assert_eq!(compose.command("reconciler"), ["reconciler", "daemon"]);

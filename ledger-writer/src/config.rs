@@ -6,6 +6,7 @@ use ledgerline_runtime::kafka::KafkaSettings;
 use ledgerline_runtime::postgres::PostgresSettings;
 use ledgerline_runtime::redis_client::RedisSettings;
 use ledgerline_runtime::settings::{ensure, Validate};
+use ledgerline_runtime::shutdown;
 use ledgerline_runtime::status::StatusSettings;
 use ledgerline_runtime::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,10 @@ pub struct Settings {
     pub produce_timeout_ms: u64,
     /// On shutdown, the relay gets this long to flush what it sent.
     pub shutdown_grace_ms: u64,
+    /// From SIGTERM, the most time the whole drain may take: a process still draining then
+    /// (a store that stopped answering) exits with status 124 and leaves the rest to
+    /// redelivery. Must be greater than the drain's own bounds.
+    pub shutdown_deadline_ms: u64,
     /// Fault injection for the crash tests. Never set in production.
     pub faults: FaultSettings,
 }
@@ -105,6 +110,7 @@ impl Default for Settings {
             backoff: BackoffSettings::default(),
             produce_timeout_ms: 10_000,
             shutdown_grace_ms: 15_000,
+            shutdown_deadline_ms: shutdown::DEADLINE_MS_DEFAULT,
             faults: FaultSettings::default(),
         }
     }
@@ -118,6 +124,11 @@ impl Validate for Settings {
         self.status.validate()?;
         self.batch.validate("batch")?;
         self.backoff.validate("backoff")?;
+        shutdown::validate_deadline(
+            self.shutdown_deadline_ms,
+            self.shutdown_grace_ms.saturating_mul(2),
+            "the relay's drain and the flush (twice shutdown_grace_ms)",
+        )?;
         ensure(!self.group_id.is_empty(), "group_id", "must not be empty")?;
         ensure(
             self.ledger.overdraft_default_minor >= 0,
@@ -149,6 +160,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Settings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_shutdown_deadline_inside_the_relay_drain_and_flush_is_refused() {
+        let mut s = Settings::default();
+        s.shutdown_deadline_ms = 2 * s.shutdown_grace_ms;
+        let error = s.validate().unwrap_err();
+        assert!(error.starts_with("shutdown_deadline_ms:"), "{error}");
     }
 
     #[test]

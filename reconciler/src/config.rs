@@ -7,6 +7,7 @@ use ledgerline_runtime::mongo::MongoSettings;
 use ledgerline_runtime::postgres::PostgresSettings;
 use ledgerline_runtime::redis_client::RedisSettings;
 use ledgerline_runtime::settings::{ensure, Validate};
+use ledgerline_runtime::shutdown;
 use ledgerline_runtime::status::StatusSettings;
 use ledgerline_runtime::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,10 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     /// Retry pacing while a store is down (repairs).
     pub backoff: BackoffSettings,
+    /// From SIGTERM, the most time a command or the daemon may take to stop: one still
+    /// stopping then (a store that stopped answering) exits with status 124. A run it cuts
+    /// short stays recorded as `running`, as after a crash.
+    pub shutdown_deadline_ms: u64,
 }
 
 /// How a run compares the log with the stores.
@@ -145,6 +150,7 @@ impl Default for Settings {
             repair: RepairSettings::default(),
             daemon: DaemonSettings::default(),
             backoff: BackoffSettings::default(),
+            shutdown_deadline_ms: shutdown::DEADLINE_MS_DEFAULT,
         }
     }
 }
@@ -157,6 +163,11 @@ impl Validate for Settings {
         self.redis.validate()?;
         self.status.validate()?;
         self.backoff.validate("backoff")?;
+        ensure(
+            self.shutdown_deadline_ms >= 1_000,
+            "shutdown_deadline_ms",
+            "must be >= 1000",
+        )?;
         self.reconcile.read_batch.validate("reconcile.read_batch")?;
         let r = &self.reconcile;
         ensure(
@@ -248,6 +259,16 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Settings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_shutdown_deadline_under_a_second_is_refused() {
+        let s = Settings {
+            shutdown_deadline_ms: 999,
+            ..Settings::default()
+        };
+        let error = s.validate().unwrap_err();
+        assert!(error.starts_with("shutdown_deadline_ms:"), "{error}");
     }
 
     #[test]

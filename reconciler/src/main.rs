@@ -3,6 +3,7 @@ use ledgerline_runtime::{settings, shutdown, telemetry};
 use reconciler::cli::{Cli, Command};
 use reconciler::{commands, Settings};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -22,5 +23,6 @@ async fn main() -> anyhow::Result<ExitCode> {
     } else {
         telemetry::init_cli_logging(&settings.log);
     }
-    commands::execute(settings, command, shutdown::on_signal()).await
+    let deadline = Duration::from_millis(settings.shutdown_deadline_ms);
+    commands::execute(settings, command, shutdown::on_signal(deadline)).await
 }

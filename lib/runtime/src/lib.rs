@@ -4,7 +4,7 @@
 //! - [`secret`]: a wrapper that keeps secrets out of logs.
 //! - [`telemetry`]: tracing and the Prometheus recorder.
 //! - [`admin`] / [`health`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`shutdown`]: SIGTERM/SIGINT → cancellation.
+//! - [`shutdown`]: SIGTERM/SIGINT → cancellation, and a deadline for the drain.
 //! - [`backoff`]: capped retry pacing.
 //! - [`consume`]: bounded batches, commit-after-store, consumer lag.
 //! - [`ranges`]: exact offset ranges (by time or offset) and a reader for them.

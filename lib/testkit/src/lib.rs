@@ -30,3 +30,6 @@ pub mod redis_server;
 pub mod wait;
 
 pub use env::TestEnv;
+/// The signals the owned servers' `signal` takes (SIGSTOP and SIGCONT freeze and thaw one), so
+/// a test names them without a dependency of its own on `nix`.
+pub use nix::sys::signal::Signal;

@@ -4,9 +4,10 @@
 //! Each run loop bounds its own drain (a grace for the batch in hand, a flush deadline), but
 //! some waits sit below those bounds: a store that stops answering without closing its socket
 //! (a frozen server, a dropped route) holds a driver call that has no timeout of its own, and a
-//! drain waiting on it never ends. The process manager's SIGKILL would end it, at a time the
-//! process does not choose and with nothing in its log to say what it was waiting for. The
-//! deadline ends it first and says so. Every path is crash-safe (offsets are committed only
+//! drain waiting on it ends only when the driver gives up on the server, if it ever does
+//! (MongoDB's driver does at its heartbeat timeout, `mongo.connect_timeout_ms`, 30 s). The
+//! process manager's SIGKILL would end it, at a time the process does not choose and with
+//! nothing in its log to say what it was waiting for. The deadline ends it first and says so. Every path is crash-safe (offsets are committed only
 //! after the store has the batch, and writes are idempotent), so leaving at the deadline costs
 //! redeliveries, never data.
 

@@ -21,21 +21,18 @@ use ledger_writer::plan::{Accepted, Source};
 use ledger_writer::store::LedgerStore;
 use ledger_writer::{Application, Settings};
 use ledgerline_contracts::currency::Currency;
-use ledgerline_contracts::events::{self, Decision, Event, TransactionDecided, TxnType};
+use ledgerline_contracts::events::{self, Decision, TransactionDecided, TxnType};
 use ledgerline_contracts::ids::{
     AccountId, EventId, IdempotencyKey, MerchantId, RequestId, TransactionId, DEFAULT_NAMESPACE,
 };
 use ledgerline_contracts::topics;
-use ledgerline_runtime::kafka::event_headers;
 use ledgerline_runtime::partitions;
 use ledgerline_runtime::settings;
-use ledgerline_testkit::{metrics, TestEnv};
+use ledgerline_testkit::{kafka, metrics, TestEnv};
 use rand::Rng;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const PRODUCE_IN_FLIGHT_MAX: usize = 5_000;
 /// The time between two bench decisions (a processor deciding 20k/s).
 const DECISION_INTERVAL: Duration = Duration::from_micros(50);
 
@@ -77,32 +74,6 @@ fn decisions(n: usize, accounts: usize) -> Vec<TransactionDecided> {
             }
         })
         .collect()
-}
-
-async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionDecided]) {
-    let started = Instant::now();
-    for chunk in all.chunks(PRODUCE_IN_FLIGHT_MAX) {
-        let payloads: Vec<Vec<u8>> = chunk.iter().map(events::encode).collect();
-        let sends = chunk.iter().zip(&payloads).map(|(d, payload)| {
-            let record = FutureRecord::to(topic)
-                .key(d.account_id.as_str())
-                .payload(payload)
-                .headers(event_headers(
-                    TransactionDecided::EVENT_TYPE,
-                    &d.correlation_id,
-                ));
-            let send = producer.send(record, Duration::from_secs(60));
-            async move { send.await.map_err(|(e, _)| e).expect("prefill produce") }
-        });
-        futures::future::join_all(sends).await;
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "prefill: {} messages in {secs:.1} s ({:.0}/s)",
-        all.len(),
-        all.len() as f64 / secs
-    );
 }
 
 async fn count(pool: &sqlx::PgPool) -> i64 {
@@ -206,7 +177,7 @@ async fn service_run(
     env.bench_topics("bench", &tuned.kafka, &[]).await?;
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
-    prefill(&producer, &env.topic(topics::OUTCOMES), all).await;
+    kafka::prefill(&producer, &env.topic(topics::OUTCOMES), all).await;
     let mut settings = Settings {
         admin_addr: "127.0.0.1:0".parse()?,
         kafka,

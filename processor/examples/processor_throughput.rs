@@ -19,24 +19,23 @@
 
 use futures::StreamExt;
 use ledgerline_contracts::currency::Currency;
-use ledgerline_contracts::events::{self, Event, TransactionRequested, TxnType, SCHEMA_VERSION};
+use ledgerline_contracts::events::{TransactionRequested, TxnType, SCHEMA_VERSION};
 use ledgerline_contracts::ids::{
     AccountId, EventId, IdempotencyKey, MerchantId, RequestId, TransactionId, DEFAULT_NAMESPACE,
 };
 use ledgerline_contracts::topics;
-use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
+use ledgerline_runtime::kafka::KafkaSettings;
 use ledgerline_runtime::redis_client::server_cpu_secs;
 use ledgerline_runtime::settings;
-use ledgerline_testkit::{metrics, TestEnv};
+use ledgerline_testkit::{kafka, metrics, TestEnv};
 use processor::{Application, Settings};
 use rand::Rng;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const PRODUCE_IN_FLIGHT_MAX: usize = 5_000;
 
 fn requests(n: usize, accounts: usize) -> Vec<TransactionRequested> {
     let mut rng = rand::rng();
@@ -73,33 +72,6 @@ fn requests(n: usize, accounts: usize) -> Vec<TransactionRequested> {
         });
     }
     out
-}
-
-async fn prefill(producer: &FutureProducer, topic: &str, all: &[TransactionRequested]) {
-    let started = Instant::now();
-    for chunk in all.chunks(PRODUCE_IN_FLIGHT_MAX) {
-        let payloads: Vec<Vec<u8>> = chunk.iter().map(events::encode).collect();
-        let sends = chunk.iter().zip(&payloads).map(|(r, payload)| {
-            let record = FutureRecord::to(topic)
-                .key(r.account_id.as_str())
-                .payload(payload)
-                .headers(event_headers(
-                    TransactionRequested::EVENT_TYPE,
-                    &r.correlation_id,
-                ));
-            producer.send(record, Duration::from_secs(60))
-        });
-        for result in futures::future::join_all(sends).await {
-            result.map_err(|(e, _)| e).expect("prefill produce");
-        }
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "prefill: {} in {secs:.1} s ({:.0}/s)",
-        all.len(),
-        all.len() as f64 / secs
-    );
 }
 
 async fn raw_consume_produce(
@@ -165,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
     let kafka = env.isolated_kafka(tuned.kafka.clone());
     let producer = kafka.producer("bench-prefill")?;
     let requests_topic = env.topic(topics::REQUESTS);
-    prefill(&producer, &requests_topic, &all).await;
+    kafka::prefill(&producer, &requests_topic, &all).await;
 
     let settings = Settings {
         admin_addr: "127.0.0.1:0".parse()?,

@@ -1,12 +1,17 @@
 //! Raw Kafka access for tests: write arbitrary bytes (poison included) and read topics back.
 
 use futures::StreamExt;
-use ledgerline_runtime::kafka::KafkaSettings;
+use ledgerline_contracts::events::{self, Event};
+use ledgerline_runtime::kafka::{event_headers, KafkaSettings};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Most messages a [`prefill`] waits on at once: enough to keep the broker's requests full,
+/// few enough to bound the payloads held in memory.
+const PREFILL_IN_FLIGHT_MAX: usize = 5_000;
 
 /// Settings on `brokers` with a topic prefix no other test uses and `partitions`, the rest
 /// defaults, and the one topic `<prefix>events`, created: for tests of the Kafka client code
@@ -81,6 +86,34 @@ pub async fn produce(
         .await
         .map(|d| (d.partition, d.offset))
         .map_err(|(e, _)| anyhow::anyhow!("produce to {topic} failed: {e}"))
+}
+
+/// Fills `topic` with `all`, each keyed and headed as its producing stage sends it, waiting on
+/// at most [`PREFILL_IN_FLIGHT_MAX`] at a time, then flushes and prints the rate on stderr
+/// (`prefill: …`, which the benchmarks' profiling commands wait for). For benchmarks: a failed
+/// produce panics, since a partial fill would measure something else.
+pub async fn prefill<E: Event>(producer: &FutureProducer, topic: &str, all: &[E]) {
+    let started = Instant::now();
+    for chunk in all.chunks(PREFILL_IN_FLIGHT_MAX) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(events::encode).collect();
+        let sends = chunk.iter().zip(&payloads).map(|(event, payload)| {
+            let record = FutureRecord::to(topic)
+                .key(event.account_id().as_str())
+                .payload(payload)
+                .headers(event_headers(E::EVENT_TYPE, event.correlation_id()));
+            producer.send(record, Duration::from_secs(60))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| e).expect("prefill produce");
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("prefill flush");
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "prefill: {} messages in {secs:.1} s ({:.0}/s)",
+        all.len(),
+        all.len() as f64 / secs
+    );
 }
 
 /// Reads every message of `topic` from the beginning until `expected` have arrived or

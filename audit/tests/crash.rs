@@ -27,6 +27,21 @@ fn audit_process(env: &TestEnv, group: &str, extra: &[(&str, &str)]) -> tokio::p
     command.spawn().unwrap()
 }
 
+/// Sends SIGTERM to the audit process and waits (bounded) for it to exit; `what` names the
+/// expected end in the failure message.
+async fn sigterm(child: &mut tokio::process::Child, what: &str) -> std::process::ExitStatus {
+    let pid = child.id().unwrap().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running {WAIT:?} after SIGTERM"))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_audit_killed_after_its_insert_and_before_its_commit_leaves_no_gap_and_no_duplicate() {
     let env = TestEnv::new().await.unwrap();
@@ -97,16 +112,7 @@ async fn a_sigterm_finishes_the_batch_in_hand_commits_it_and_exits_cleanly() {
         &[("LEDGERLINE_BATCH__BATCH_SIZE_MAX", "10")],
     );
     wait_for_documents(&s, doc! {}, 100).await;
-    let pid = child.id().unwrap().to_string();
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let exit = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the audit stops on SIGTERM")
-        .unwrap();
+    let exit = sigterm(&mut child, "the audit stops on SIGTERM").await;
     assert!(exit.success(), "{exit:?}");
 
     // What is stored is exactly what is committed: the batch in hand was finished and its
@@ -161,16 +167,7 @@ async fn a_sigterm_while_mongodb_is_frozen_ends_the_process_at_its_shutdown_dead
     .await
     .expect("the audit's commits stop while MongoDB is frozen");
 
-    let pid = child.id().unwrap().to_string();
-    let signalled = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(signalled.success());
-    let exit = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the audit leaves at its shutdown deadline")
-        .unwrap();
+    let exit = sigterm(&mut child, "the audit leaves at its shutdown deadline").await;
     assert_eq!(exit.code(), Some(DEADLINE_EXIT_CODE), "{exit:?}");
 
     mongo.signal(Signal::SIGCONT).unwrap();

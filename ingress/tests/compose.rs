@@ -317,36 +317,35 @@ fn every_ledgerline_variable_in_compose_is_a_real_setting_and_loads() {
     let reconciler: reconciler::Settings =
         load_service("reconciler", &compose.environment("reconciler"));
 
-    // Each health check probes the port the service listens on, and each binds 0.0.0.0.
-    let listening = [
-        ("ingress", ingress.listen_addr),
-        ("processor", processor.admin_addr),
-        ("ledger-writer", writer.admin_addr),
-        ("audit", audit.admin_addr),
-        ("reconciler", reconciler.admin_addr),
+    // Each health check probes the port the service listens on, and each binds 0.0.0.0. The
+    // container's stop timeout outlasts the service's own shutdown deadline, so a service still
+    // draining leaves by itself, with a log line, before the SIGKILL.
+    let loaded = [
+        ("ingress", ingress.listen_addr, ingress.shutdown_deadline_ms),
+        (
+            "processor",
+            processor.admin_addr,
+            processor.shutdown_deadline_ms,
+        ),
+        (
+            "ledger-writer",
+            writer.admin_addr,
+            writer.shutdown_deadline_ms,
+        ),
+        ("audit", audit.admin_addr, audit.shutdown_deadline_ms),
+        (
+            "reconciler",
+            reconciler.admin_addr,
+            reconciler.shutdown_deadline_ms,
+        ),
     ];
-    for (service, addr) in listening {
+    for (service, addr, deadline_ms) in loaded {
         assert!(addr.ip().is_unspecified(), "{service} must bind 0.0.0.0");
         let test = compose.service(service)["healthcheck"]["test"].to_string();
         assert!(
             test.contains(&format!("http://127.0.0.1:{}/readyz", addr.port())),
             "{service}: {test}"
         );
-    }
-    // The container's stop timeout outlasts the service's own shutdown deadline, so a service
-    // still draining leaves by itself, with a log line, before the SIGKILL.
-    let deadlines_ms = [
-        ("ingress", ingress.shutdown_deadline_ms),
-        ("processor", processor.shutdown_deadline_ms),
-        ("ledger-writer", writer.shutdown_deadline_ms),
-        ("audit", audit.shutdown_deadline_ms),
-        ("reconciler", reconciler.shutdown_deadline_ms),
-    ];
-    for ((service, binary), (named, deadline_ms)) in
-        LEDGERLINE_SERVICES.into_iter().zip(deadlines_ms)
-    {
-        assert_eq!(service, named);
-        assert_eq!(compose.command(service)[0], binary);
         let stop = compose.service(service)["stop_grace_period"]
             .as_str()
             .and_then(|s| s.strip_suffix('s'))
@@ -356,6 +355,9 @@ fn every_ledgerline_variable_in_compose_is_a_real_setting_and_loads() {
             stop * 1_000 > deadline_ms,
             "{service}: stop_grace_period {stop} s within its shutdown deadline ({deadline_ms} ms)"
         );
+    }
+    for (service, binary) in LEDGERLINE_SERVICES {
+        assert_eq!(compose.command(service)[0], binary);
     }
     assert_eq!(compose.command("reconciler"), ["reconciler", "daemon"]);
 }

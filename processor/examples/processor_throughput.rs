@@ -36,7 +36,6 @@ use rdkafka::producer::FutureRecord;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-
 fn requests(n: usize, accounts: usize) -> Vec<TransactionRequested> {
     let mut rng = rand::rng();
     let merchant = MerchantId::parse("bench").unwrap();

@@ -107,7 +107,9 @@ pub async fn prefill<E: Event>(producer: &FutureProducer, topic: &str, all: &[E]
             result.map_err(|(e, _)| e).expect("prefill produce");
         }
     }
-    producer.flush(Duration::from_secs(60)).expect("prefill flush");
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("prefill flush");
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "prefill: {} messages in {secs:.1} s ({:.0}/s)",
